@@ -1,0 +1,1 @@
+//! The configuration file as serde sees it.

@@ -1,0 +1,4 @@
+//! berth
+pub mod accesslog;
+pub mod config;
+pub mod tls;

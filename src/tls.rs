@@ -1,0 +1,1 @@
+//! TLS: certificates from certs/, SNI, and the one rustls policy.
