@@ -144,14 +144,23 @@ pub struct Affinity {
 pub enum AffinityMode {
     None,
     /// `cookie` defaults to `BERTH`.
-    Cookie { cookie: String },
+    Cookie {
+        cookie: String,
+    },
     /// `cookie` defaults to `JSESSIONID`, `path_param` to `jsessionid`.
-    SessionSuffix { cookie: String, path_param: String },
+    SessionSuffix {
+        cookie: String,
+        path_param: String,
+    },
     /// `cookie` is required.
-    Learn { cookie: String },
+    Learn {
+        cookie: String,
+    },
     ClientIp,
     /// `header` is required.
-    Header { header: String },
+    Header {
+        header: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

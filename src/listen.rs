@@ -1,0 +1,271 @@
+//! Listeners: bind, accept within `max_connections`, the TLS handshake, and
+//! one task per client connection that serves it with hyper until it ends,
+//! goes idle, or shutdown closes it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::accesslog::Entry;
+use crate::config::{self, Limits};
+use crate::proxy::{self, ConnInfo, ListenerInfo, Shared};
+use crate::watch::{Activity, Expiry, Watched};
+
+/// Why a listener could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("cannot bind {addr}: {source}{hint}")]
+    Io {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+        hint: &'static str,
+    },
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| {
+        let hint = if addr.port() < 1024 && source.kind() == std::io::ErrorKind::PermissionDenied {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        } else {
+            ""
+        };
+        BindError::Io { addr, source, hint }
+    })
+}
+
+/// Counts open client connections so shutdown can wait for them.
+#[derive(Default)]
+pub struct Connections {
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+impl Connections {
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once no connection is open.
+    pub async fn all_closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct ConnectionGuard(Arc<Connections>);
+
+impl ConnectionGuard {
+    fn new(connections: Arc<Connections>) -> ConnectionGuard {
+        connections.open.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(connections)
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.closed.notify_waiters();
+        }
+    }
+}
+
+/// Everything one listener's connections share.
+pub struct Listener {
+    pub info: Arc<ListenerInfo>,
+    pub tls: Option<TlsAcceptor>,
+    pub limits: Limits,
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+    pub connections: Arc<Connections>,
+}
+
+impl Listener {
+    pub fn new(
+        config: config::Listener,
+        port: u16,
+        tls: Option<TlsAcceptor>,
+        limits: Limits,
+    ) -> Listener {
+        let hsts = config
+            .hsts
+            .as_deref()
+            .and_then(|v| http::HeaderValue::from_str(v).ok());
+        let mut http1 = auto::Builder::new(TokioExecutor::new()).http1_only();
+        http1
+            .http1()
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .timer(TokioTimer::new());
+        let mut http2 = auto::Builder::new(TokioExecutor::new()).http2_only();
+        http2
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        Listener {
+            info: Arc::new(ListenerInfo { config, port, hsts }),
+            tls,
+            limits,
+            http1,
+            http2,
+            connections: Arc::default(),
+        }
+    }
+}
+
+/// Accepts connections until `stop` says so.
+pub async fn accept_loop(
+    socket: TcpListener,
+    listener: Arc<Listener>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    close: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(listener.limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = socket.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: pause, don't spin.
+                    tracing::warn!(error = %err, listener = %listener.info.config.bind, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let guard = ConnectionGuard::new(listener.connections.clone());
+        let listener = listener.clone();
+        let shared = shared.clone();
+        let close = close.clone();
+        tokio::spawn(async move {
+            connection(stream, peer, &listener, shared, close).await;
+            drop((permit, guard));
+        });
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: &Listener,
+    shared: Arc<Shared>,
+    close: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Some(acceptor) = &listener.tls else {
+        return serve(stream, false, peer, listener, shared, close).await;
+    };
+    let handshake =
+        tokio::time::timeout(listener.limits.header_read_timeout, acceptor.accept(stream));
+    match handshake.await {
+        Ok(Ok(stream)) => {
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            serve(stream, h2, peer, listener, shared, close).await;
+        }
+        Ok(Err(err)) => tracing::debug!(client.addr = %peer, error = %err, "TLS handshake failed"),
+        Err(_) => tracing::debug!(client.addr = %peer, "TLS handshake timed out"),
+    }
+}
+
+/// Serves one client connection with hyper, watching it for idleness and
+/// slow heads, and closing it gracefully when shutdown asks.
+async fn serve<IO>(
+    io: IO,
+    h2: bool,
+    peer: SocketAddr,
+    listener: &Listener,
+    shared: Arc<Shared>,
+    mut close: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new(Arc::default(), !h2));
+    let conn = Arc::new(ConnInfo {
+        client: peer,
+        listener: listener.info.clone(),
+        activity: activity.clone(),
+    });
+    let log_shared = shared.clone();
+    let service = service_fn(move |req| proxy::handle(shared.clone(), conn.clone(), req));
+    let builder = if h2 { &listener.http2 } else { &listener.http1 };
+    let io = TokioIo::new(Watched::new(io, activity.clone()));
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    let limits = &listener.limits;
+    let mut closing = *close.borrow();
+    if closing {
+        connection.as_mut().graceful_shutdown();
+    }
+    let mut timed_out = false;
+    let result = loop {
+        tokio::select! {
+            result = connection.as_mut() => break result,
+            expiry = activity.expired(limits.header_read_timeout, limits.idle_timeout), if !closing => {
+                closing = true;
+                match expiry {
+                    Expiry::Idle => connection.as_mut().graceful_shutdown(),
+                    Expiry::HeadTimeout => {
+                        timed_out = true;
+                        activity.time_out_head();
+                    }
+                }
+            }
+            _ = close.changed(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    let Err(err) = result else { return };
+    // A head that never became a request still gets its access log line.
+    let hyper_err = err.downcast_ref::<hyper::Error>();
+    let status = if timed_out {
+        408
+    } else if hyper_err.is_some_and(hyper::Error::is_parse_too_large) {
+        431
+    } else if hyper_err.is_some_and(hyper::Error::is_parse) {
+        400
+    } else {
+        tracing::debug!(client.addr = %peer, error = %err, "connection ended with an error");
+        return;
+    };
+    tracing::debug!(client.addr = %peer, http.status = status, error = %err, "request head refused");
+    log_shared.log.log(Entry {
+        client: peer.ip().to_canonical(),
+        received: SystemTime::now(),
+        request_line: activity.first_line().map(bytes::Bytes::from),
+        user: None,
+        status,
+        body_bytes: 0,
+        referer: None,
+        user_agent: None,
+        vhost: None,
+        port: listener.info.port,
+        pool: None,
+        server: None,
+        outcome: None,
+        duration: std::time::Duration::ZERO,
+    });
+}

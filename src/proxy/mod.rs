@@ -1,0 +1,469 @@
+//! The request path.
+//!
+//! ```text
+//! handle()                      access log line, error → response
+//!  └─ forward()                 one straight line of steps:
+//!      1. check the request     smuggling shapes, head size → 400 / 431
+//!      2. berth's own answers   health_path, redirect_https
+//!      3. route                 host + path prefix → pool        → 404
+//!      4. limit the body        declared size over max_body_bytes → 413
+//!      5. rewrite the head      hop-by-hop out, X-Forwarded-* in, prefix strip
+//!      6. pick a server         balance, connect, retry elsewhere → 502/503/504
+//!      7. send, wait            response_timeout                 → 504
+//!      8. stream the response   headers cleaned, body counted, connection
+//!                               back to the pool at its end
+//! ```
+
+pub mod body;
+mod error;
+pub mod headers;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+
+use crate::accesslog::{AccessLog, Entry};
+use crate::config;
+use crate::route;
+use crate::runtime::{Pool, Server, Snapshot};
+use crate::upstream::{self, Conn, Sender};
+use body::{InFlight, PendingLog, RequestBody, ResponseBody};
+pub use error::ProxyError;
+
+/// What every request on one listener shares.
+pub struct ListenerInfo {
+    pub config: config::Listener,
+    /// The port clients connected to (`%p`, `X-Forwarded-Port`).
+    pub port: u16,
+    pub hsts: Option<HeaderValue>,
+}
+
+/// What every request on one client connection shares.
+pub struct ConnInfo {
+    pub client: SocketAddr,
+    pub listener: Arc<ListenerInfo>,
+    /// The connection's watched activity (idle and head timeouts).
+    pub activity: Arc<crate::watch::Activity>,
+}
+
+/// State the request path reads: the current snapshot, the log, and whether
+/// shutdown has begun.
+pub struct Shared {
+    pub snapshot: arc_swap::ArcSwap<Snapshot>,
+    pub log: AccessLog,
+    pub draining: AtomicBool,
+}
+
+/// Serves one request: forwards it, or answers it with an error, and makes
+/// sure one access log line is written once its response is done.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let started = Instant::now();
+    let guard = ConnRequest::new(conn.activity.in_flight.clone());
+    conn.activity.head_complete();
+    let mut entry = log_entry(&req, &conn);
+    let snapshot = shared.snapshot.load_full();
+    let mut response = match forward(&shared, &snapshot, &conn, req, &mut entry).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::debug!(client.addr = %conn.client, error = %err, "request failed");
+            error_response(&err)
+        }
+    };
+    entry.status = response.status().as_u16();
+    let body = response.body_mut();
+    body.set_log(PendingLog {
+        log: shared.log.clone(),
+        entry,
+        started,
+    });
+    body.set_guard(Box::new(guard));
+    Ok(response)
+}
+
+/// The steps of the request path, in order (see the module docs).
+async fn forward(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+    entry: &mut Entry,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let config = &snapshot.config;
+    let listener = &conn.listener;
+    let limits = &config.global.limits;
+
+    // 1. Refuse smuggling shapes and oversize heads.
+    headers::check_request(req.version(), req.headers(), limits.max_header_bytes)?;
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .filter(|pq| pq.starts_with('/'))
+        .ok_or(ProxyError::BadRequest("request target is not a path"))?
+        .to_owned();
+    // HTTP/2's :authority, or an HTTP/1.1 absolute-form target, overrides Host.
+    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+    let host = authority
+        .clone()
+        .or_else(|| header_str(req.headers(), header::HOST).map(str::to_owned));
+    let path = target.split('?').next().unwrap_or("/");
+
+    // 2. What berth answers itself.
+    if listener.config.health_path.as_deref() == Some(path) {
+        return Ok(health_response(shared.draining.load(Ordering::Relaxed)));
+    }
+    if listener.config.redirect_https {
+        let host = host
+            .as_deref()
+            .map(route::host_without_port)
+            .unwrap_or_default();
+        return redirect_https(host, &target);
+    }
+
+    // 3. Route.
+    let route_index =
+        route::resolve(&config.routes, host.as_deref(), path).ok_or(ProxyError::NoRoute)?;
+    let (route, pool) = config
+        .routes
+        .get(route_index)
+        .zip(snapshot.route_pool(route_index))
+        .ok_or(ProxyError::NoRoute)?;
+    entry.pool = Some(pool.name.clone());
+
+    // 4. A declared body over the limit is refused before anything is sent.
+    let declared =
+        header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    if let (Some(limit), Some(declared)) = (limits.max_body_bytes, declared) {
+        if declared > limit {
+            return Err(ProxyError::BodyTooLarge);
+        }
+    }
+
+    // 5. Rewrite the head for the app server.
+    let upgrading = headers::wants_upgrade(req.method(), req.version(), req.headers());
+    let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, incoming) = req.into_parts();
+    let upstream_target = route::upstream_path(route, &target);
+    parts.uri = Uri::try_from(upstream_target.as_ref())
+        .map_err(|_| ProxyError::BadRequest("request target is not a valid URI"))?;
+    parts.version = Version::HTTP_11;
+    let forwarded = headers::Forwarded {
+        client_ip: conn.client.ip(),
+        tls: listener.config.tls,
+        port: listener.port,
+        authority: authority.as_deref(),
+    };
+    headers::upstream_request(&mut parts.headers, upgrading, &forwarded);
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let body = if http_body::Body::is_end_stream(&incoming) {
+        RequestBody::empty()
+    } else {
+        RequestBody::new(incoming, limits.max_body_bytes, exceeded.clone())
+    };
+    let request = Request::from_parts(parts, body);
+
+    // 6. Pick a server and a connection to it.
+    let (server, upstream) = connect(pool).await?;
+    entry.server = Some(server.name.clone());
+    let in_flight = InFlight::new(server.clone());
+    server.requests.fetch_add(1, Ordering::Relaxed);
+
+    // 7. Send, and wait for the response head.
+    let sent = tokio::time::timeout(
+        pool.response_timeout,
+        send(pool, &server, upstream, request),
+    )
+    .await;
+    let (mut response, sender) = match sent {
+        Ok(Ok(sent)) => sent,
+        Ok(Err(_)) if exceeded.load(Ordering::Relaxed) => return Err(ProxyError::BodyTooLarge),
+        Ok(Err(err)) => return Err(err),
+        Err(_) => return Err(ProxyError::UpstreamTimeout),
+    };
+
+    // 8. Stream the response back.
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
+        tunnel(client_upgrade, hyper::upgrade::on(&mut response));
+    }
+    let (mut parts, incoming) = response.into_parts();
+    headers::downstream_response(&mut parts.headers, switching, listener.hsts.as_ref());
+    let reusable = (!switching).then_some(sender);
+    Ok(Response::from_parts(
+        parts,
+        ResponseBody::upstream(incoming, reusable, in_flight),
+    ))
+}
+
+/// Balances over the pool, connecting to the chosen server; a connect
+/// failure is retried on another server up to `retries` times.
+async fn connect(pool: &Pool) -> Result<(Arc<Server>, Conn), ProxyError> {
+    let mut tried = Vec::new();
+    let mut last_error = None;
+    for _ in 0..=pool.retries {
+        let Some(index) = pool.pick(&tried) else {
+            break;
+        };
+        tried.push(index);
+        let Some(server) = pool.servers.get(index) else {
+            break;
+        };
+        if let Some(conn) = server.conns.checkout() {
+            return Ok((server.clone(), conn));
+        }
+        match upstream::connect(&server.addr, pool.connect_timeout).await {
+            Ok(conn) => {
+                server.connect_succeeded(&pool.name);
+                return Ok((server.clone(), conn));
+            }
+            Err(err) => {
+                tracing::warn!(pool = %pool.name, server = %server.name, error = %err, "connect failed");
+                server.connect_failed(&pool.name);
+                last_error = Some(err);
+            }
+        }
+    }
+    Err(match last_error {
+        Some(err) => ProxyError::UpstreamConnect(err),
+        None => ProxyError::NoServer {
+            pool: pool.name.to_string(),
+        },
+    })
+}
+
+/// Sends the request. A pooled connection the server closed while it was
+/// idle is replaced by a new one, once: always when the request never left
+/// berth, and for a request without a body even when it did (nothing of a
+/// body can have been consumed).
+async fn send(
+    pool: &Pool,
+    server: &Server,
+    mut conn: Conn,
+    request: Request<RequestBody>,
+) -> Result<(Response<Incoming>, Sender), ProxyError> {
+    let resend =
+        (conn.reused && http_body::Body::is_end_stream(request.body())).then(|| head_of(&request));
+    let mut err = match conn.sender.ready().await {
+        Ok(()) => match conn.sender.try_send_request(request).await {
+            Ok(response) => return Ok((response, conn.sender)),
+            Err(err) => err,
+        },
+        Err(_) if conn.reused => {
+            return send_fresh(pool, server, request).await;
+        }
+        Err(err) => return Err(ProxyError::UpstreamFailed(err)),
+    };
+    let request = match (err.take_message(), resend) {
+        (Some(request), _) if conn.reused => request,
+        (None, Some(head)) => head.map(|()| RequestBody::empty()),
+        _ => return Err(ProxyError::UpstreamFailed(err.into_error())),
+    };
+    send_fresh(pool, server, request).await
+}
+
+async fn send_fresh(
+    pool: &Pool,
+    server: &Server,
+    request: Request<RequestBody>,
+) -> Result<(Response<Incoming>, Sender), ProxyError> {
+    let mut conn = upstream::connect(&server.addr, pool.connect_timeout)
+        .await
+        .map_err(ProxyError::UpstreamConnect)?;
+    let response = conn
+        .sender
+        .send_request(request)
+        .await
+        .map_err(ProxyError::UpstreamFailed)?;
+    Ok((response, conn.sender))
+}
+
+fn head_of<B>(request: &Request<B>) -> Request<()> {
+    let mut head = Request::new(());
+    *head.method_mut() = request.method().clone();
+    *head.uri_mut() = request.uri().clone();
+    *head.version_mut() = request.version();
+    *head.headers_mut() = request.headers().clone();
+    head
+}
+
+/// Copies bytes both ways once client and app server have both switched
+/// protocols (WebSocket).
+fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(both) => both,
+            Err(err) => {
+                tracing::debug!(error = %err, "upgrade failed");
+                return;
+            }
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+        if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!(error = %err, "tunnel ended");
+        }
+    });
+}
+
+/// A response berth makes itself, with a short text body.
+pub fn text_response(status: StatusCode, text: Bytes) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn error_response(err: &ProxyError) -> Response<ResponseBody> {
+    let status = err.status();
+    let mut response = text_response(status, error::body_for(status));
+    if err.closes_connection() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+fn health_response(draining: bool) -> Response<ResponseBody> {
+    if draining {
+        text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Bytes::from_static(b"draining\n"),
+        )
+    } else {
+        text_response(StatusCode::OK, Bytes::from_static(b"ok\n"))
+    }
+}
+
+fn redirect_https(host: &str, target: &str) -> Result<Response<ResponseBody>, ProxyError> {
+    if host.is_empty() {
+        return Err(ProxyError::BadRequest("no host to redirect to"));
+    }
+    let location = HeaderValue::try_from(format!("https://{host}{target}"))
+        .map_err(|_| ProxyError::BadRequest("host or target not valid in a Location"))?;
+    let mut response = text_response(StatusCode::PERMANENT_REDIRECT, Bytes::new());
+    response.headers_mut().insert(header::LOCATION, location);
+    Ok(response)
+}
+
+fn header_str(headers: &http::HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The access log facts known when the request head arrives.
+fn log_entry(req: &Request<Incoming>, conn: &ConnInfo) -> Entry {
+    let version = match req.version() {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    };
+    let target = match req.version() {
+        Version::HTTP_2 => req
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned(),
+        _ => req.uri().to_string(),
+    };
+    let headers = req.headers();
+    let raw = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .map(|v| Bytes::copy_from_slice(v.as_bytes()))
+    };
+    let host = req.uri().host().map(str::to_owned).or_else(|| {
+        header_str(headers, header::HOST).map(|h| route::host_without_port(h).to_owned())
+    });
+    Entry {
+        client: conn.client.ip().to_canonical(),
+        received: SystemTime::now(),
+        request_line: Some(Bytes::from(format!("{} {target} {version}", req.method()))),
+        user: basic_auth_user(headers),
+        status: 0,
+        body_bytes: 0,
+        referer: raw(header::REFERER),
+        user_agent: raw(header::USER_AGENT),
+        vhost: host.map(Bytes::from),
+        port: conn.listener.port,
+        pool: None,
+        server: None,
+        outcome: None,
+        duration: std::time::Duration::ZERO,
+    }
+}
+
+/// The user name of `Authorization: Basic …`, for `%u`.
+fn basic_auth_user(headers: &http::HeaderMap) -> Option<Bytes> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, credentials) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"basic ") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials.trim_ascii())
+        .ok()?;
+    let user = decoded.split(|b| *b == b':').next().unwrap_or_default();
+    Some(Bytes::copy_from_slice(user))
+}
+
+/// Counts a connection's unfinished requests.
+struct ConnRequest(Arc<AtomicUsize>);
+
+impl ConnRequest {
+    fn new(count: Arc<AtomicUsize>) -> ConnRequest {
+        count.fetch_add(1, Ordering::Relaxed);
+        ConnRequest(count)
+    }
+}
+
+impl Drop for ConnRequest {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_user_is_the_part_before_the_colon() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            "Basic YWxpY2U6c2VjcmV0".parse().unwrap(),
+        );
+        assert_eq!(basic_auth_user(&headers).unwrap(), "alice");
+        headers.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(basic_auth_user(&headers), None);
+        headers.insert(header::AUTHORIZATION, "Basic !!!".parse().unwrap());
+        assert_eq!(basic_auth_user(&headers), None);
+    }
+
+    #[test]
+    fn every_error_has_its_status() {
+        assert_eq!(ProxyError::NoRoute.status(), 404);
+        assert_eq!(ProxyError::NoServer { pool: "p".into() }.status(), 503);
+        assert_eq!(ProxyError::UpstreamTimeout.status(), 504);
+        assert_eq!(ProxyError::BodyTooLarge.status(), 413);
+        assert_eq!(ProxyError::HeadTooLarge.status(), 431);
+        assert_eq!(ProxyError::BadRequest("x").status(), 400);
+        assert!(error::body_for(StatusCode::BAD_GATEWAY).starts_with(b"502"));
+    }
+}

@@ -1,0 +1,280 @@
+//! Watching a client connection's bytes: idle keep-alive connections, heads
+//! that arrive too slowly (slowloris), and the first line of a head that
+//! never became a request, for the access log.
+//!
+//! [`Watched`] wraps the (decrypted) client stream that hyper reads and
+//! writes. It notes the time of the last byte either way and, between
+//! requests, the first line of the next head as its bytes arrive. The
+//! connection task's watchdog ([`Activity::expired`]) sleeps until the
+//! next deadline: `header_read_timeout` after the first byte of a head,
+//! else `idle_timeout` after the last byte while no request is in flight.
+//! On a head timeout it asks the stream to answer 408 itself, since hyper
+//! is only waiting to read.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// At most this much of a head's first line is kept for the log.
+const FIRST_LINE_MAX: usize = 8192;
+
+const TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 61\r\nconnection: close\r\n\r\n408 Request Timeout: the request head did not arrive in time\n";
+
+/// What the watchdog decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// No byte for `idle_timeout` and no request in flight.
+    Idle,
+    /// A head started and did not complete within `header_read_timeout`.
+    HeadTimeout,
+}
+
+/// Shared between the stream wrapper, the request path and the watchdog.
+pub struct Activity {
+    start: Instant,
+    /// Milliseconds since `start` of the last byte read or written.
+    last_ms: AtomicU64,
+    /// Milliseconds since `start` (+1) when the current head began; 0 = none.
+    head_ms: AtomicU64,
+    /// Requests of the connection not yet finished.
+    pub in_flight: std::sync::Arc<AtomicUsize>,
+    /// Whether heads are watched (HTTP/1.x; HTTP/2 has its own framing).
+    watch_heads: bool,
+    first_line: Mutex<Vec<u8>>,
+    head_begun: Notify,
+    timed_out: AtomicBool,
+    reader: Mutex<Option<Waker>>,
+}
+
+impl Activity {
+    pub fn new(in_flight: std::sync::Arc<AtomicUsize>, watch_heads: bool) -> Activity {
+        Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            head_ms: AtomicU64::new(0),
+            in_flight,
+            watch_heads,
+            first_line: Mutex::new(Vec::new()),
+            head_begun: Notify::new(),
+            timed_out: AtomicBool::new(false),
+            reader: Mutex::new(None),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms)
+    }
+
+    /// The request path got a complete head: stop timing it.
+    pub fn head_complete(&self) {
+        self.head_ms.store(0, Ordering::Relaxed);
+        if self.watch_heads {
+            lock(&self.first_line).clear();
+        }
+    }
+
+    /// What arrived of the current head's first line (for a request that
+    /// never parsed), or `None` if nothing did.
+    pub fn first_line(&self) -> Option<Vec<u8>> {
+        let line = lock(&self.first_line);
+        let line = line.strip_suffix(b"\n").unwrap_or(&line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        (!line.is_empty()).then(|| line.to_vec())
+    }
+
+    /// Resolves when the connection has been idle too long or its head is
+    /// overdue.
+    pub async fn expired(&self, header_read_timeout: Duration, idle_timeout: Duration) -> Expiry {
+        loop {
+            let head = self.head_ms.load(Ordering::Relaxed);
+            let busy = self.in_flight.load(Ordering::Relaxed) > 0;
+            let deadline = if head != 0 && !busy {
+                self.at(head - 1) + header_read_timeout
+            } else {
+                self.at(self.last_ms.load(Ordering::Relaxed)) + idle_timeout
+            };
+            if Instant::now() >= deadline {
+                if head != 0 && !busy {
+                    return Expiry::HeadTimeout;
+                }
+                if !busy {
+                    return Expiry::Idle;
+                }
+            }
+            let deadline = deadline.max(Instant::now() + Duration::from_millis(10));
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {}
+                () = self.head_begun.notified() => {}
+            }
+        }
+    }
+
+    /// Makes the stream answer 408 and end; hyper is woken to read it.
+    pub fn time_out_head(&self) {
+        self.timed_out.store(true, Ordering::Relaxed);
+        if let Some(waker) = lock(&self.reader).take() {
+            waker.wake();
+        }
+    }
+
+    fn saw_read(&self, bytes: &[u8]) {
+        let now = self.now_ms();
+        self.last_ms.store(now, Ordering::Relaxed);
+        if !self.watch_heads || bytes.is_empty() || self.in_flight.load(Ordering::Relaxed) > 0 {
+            return;
+        }
+        if self.head_ms.load(Ordering::Relaxed) == 0 {
+            self.head_ms.store(now + 1, Ordering::Relaxed);
+            self.head_begun.notify_one();
+        }
+        let mut line = lock(&self.first_line);
+        if line.last() != Some(&b'\n') && line.len() < FIRST_LINE_MAX {
+            // Leading blank lines before a request line are allowed.
+            let bytes = if line.is_empty() {
+                trim_leading_newlines(bytes)
+            } else {
+                bytes
+            };
+            let end = bytes
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(bytes.len(), |i| i + 1);
+            let room = FIRST_LINE_MAX - line.len();
+            line.extend_from_slice(&bytes[..end.min(room)]);
+        }
+    }
+}
+
+fn trim_leading_newlines(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| *b != b'\r' && *b != b'\n')
+        .unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A client stream whose activity is watched.
+pub struct Watched<IO> {
+    inner: IO,
+    activity: std::sync::Arc<Activity>,
+    /// How much of the 408 response has been written.
+    timeout_written: usize,
+}
+
+impl<IO> Watched<IO> {
+    pub fn new(inner: IO, activity: std::sync::Arc<Activity>) -> Watched<IO> {
+        Watched {
+            inner,
+            activity,
+            timeout_written: 0,
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Watched<IO> {
+    /// Writes the 408 response; `Ready(Ok(()))` once it is out (or the
+    /// client is gone).
+    fn poll_write_timeout(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.timeout_written < TIMEOUT_RESPONSE.len() {
+            let rest = &TIMEOUT_RESPONSE[self.timeout_written..];
+            match Pin::new(&mut self.inner).poll_write(cx, rest) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(n)) => self.timeout_written += n,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let _ = std::task::ready!(Pin::new(&mut self.inner).poll_flush(cx));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.activity.timed_out.load(Ordering::Relaxed) {
+            std::task::ready!(this.poll_write_timeout(cx))?;
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request head timed out",
+            )));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.activity.saw_read(&buf.filled()[before..]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                if this.activity.watch_heads {
+                    let mut reader = lock(&this.activity.reader);
+                    if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        *reader = Some(cx.waker().clone());
+                    }
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(_)) = result {
+            let now = self.activity.now_ms();
+            self.activity.last_ms.store(now, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(_)) = result {
+            let now = self.activity.now_ms();
+            self.activity.last_ms.store(now, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
