@@ -15,6 +15,8 @@
 
 mod escape;
 mod format;
+mod sink;
+mod writer;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use bytes::Bytes;
 
 pub use escape::escape_into;
 pub use format::{TimeCache, format_entry};
+pub use writer::{AccessLog, QUEUE_CAPACITY};
 
 /// One request, as the request path hands it over. Formatting happens on the
 /// writer thread.
@@ -84,7 +87,13 @@ mod tests {
     use bytes::Bytes;
     use http::{HeaderMap, HeaderValue, header};
 
-    use super::header_bytes;
+    use super::{AccessLog, header_bytes};
+
+    #[test]
+    fn the_handle_is_shared_across_threads() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<AccessLog>();
+    }
 
     #[test]
     fn header_bytes_keeps_absent_and_empty_apart() {
