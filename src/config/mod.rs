@@ -10,8 +10,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod address;
+mod document;
+mod duration;
 mod file;
+mod pool;
 mod validate;
+
+#[cfg(test)]
+mod tests;
 
 pub use validate::{load, parse};
 
@@ -144,14 +151,23 @@ pub struct Affinity {
 pub enum AffinityMode {
     None,
     /// `cookie` defaults to `BERTH`.
-    Cookie { cookie: String },
+    Cookie {
+        cookie: String,
+    },
     /// `cookie` defaults to `JSESSIONID`, `path_param` to `jsessionid`.
-    SessionSuffix { cookie: String, path_param: String },
+    SessionSuffix {
+        cookie: String,
+        path_param: String,
+    },
     /// `cookie` is required.
-    Learn { cookie: String },
+    Learn {
+        cookie: String,
+    },
     ClientIp,
     /// `header` is required.
-    Header { header: String },
+    Header {
+        header: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
