@@ -34,6 +34,7 @@ pub(super) struct Global {
     pub admin: Option<String>,
     pub admin_token: Option<String>,
     pub state_file: Option<String>,
+    #[serde(deserialize_with = "int")]
     pub workers: Option<i64>,
     pub drain_delay: Option<Dur>,
     pub drain_timeout: Option<Dur>,
@@ -44,10 +45,13 @@ pub(super) struct Global {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct Limits {
+    #[serde(deserialize_with = "int")]
     pub max_connections: Option<i64>,
     pub header_read_timeout: Option<Dur>,
     pub idle_timeout: Option<Dur>,
+    #[serde(deserialize_with = "int")]
     pub max_header_bytes: Option<i64>,
+    #[serde(deserialize_with = "int")]
     pub max_body_bytes: Option<i64>,
 }
 
@@ -80,6 +84,7 @@ pub(super) struct Pool {
     pub balance: Option<Balance>,
     pub connect_timeout: Option<Dur>,
     pub response_timeout: Option<Dur>,
+    #[serde(deserialize_with = "int")]
     pub retries: Option<i64>,
     pub affinity: Option<Affinity>,
     pub health: Option<Health>,
@@ -94,6 +99,7 @@ pub(super) struct Affinity {
     pub path_param: Option<String>,
     pub header: Option<String>,
     pub ttl: Option<Dur>,
+    #[serde(deserialize_with = "int")]
     pub max_entries: Option<i64>,
     pub failback: Option<bool>,
     pub drain_quiet: Option<Dur>,
@@ -105,7 +111,9 @@ pub(super) struct Health {
     pub path: Option<String>,
     pub interval: Option<Dur>,
     pub timeout: Option<Dur>,
+    #[serde(deserialize_with = "int")]
     pub rise: Option<i64>,
+    #[serde(deserialize_with = "int")]
     pub fall: Option<i64>,
 }
 
@@ -114,6 +122,7 @@ pub(super) struct Health {
 pub(super) struct Server {
     pub name: Option<String>,
     pub addr: Option<String>,
+    #[serde(deserialize_with = "int")]
     pub weight: Option<i64>,
     pub route: Option<String>,
     pub backup: Option<bool>,
@@ -180,6 +189,24 @@ impl<'de> Deserialize<'de> for Dur {
         }
         deserializer.deserialize_str(DurVisitor)
     }
+}
+
+/// An integer, with a message that says so (serde's says "i64").
+fn int<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    struct IntVisitor;
+    impl Visitor<'_> for IntVisitor {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a whole number")
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<i64, E> {
+            Ok(n)
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<i64, E> {
+            i64::try_from(n).map_err(|_| E::custom(format!("{n} is too large")))
+        }
+    }
+    deserializer.deserialize_i64(IntVisitor).map(Some)
 }
 
 /// The keys a table at `path` may hold, for "unknown key" messages; `None`

@@ -237,3 +237,20 @@ fn server_values() {
     );
     assert_eq!(ok(&other).pools.len(), 2);
 }
+
+#[test]
+fn numbers_are_whole() {
+    let one = |keys: &str| {
+        with_pool(
+            "",
+            &server(&format!("name = \"a\"\naddr = \"h:1\"\n{keys}")),
+        )
+    };
+    let key = "pools.web.servers[0].weight";
+    refused(
+        &one("weight = 1.5"),
+        key,
+        "floating point `1.5`, expected a whole number",
+    );
+    refused(&one("weight = \"100\""), key, "expected a whole number");
+}

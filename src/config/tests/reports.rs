@@ -181,3 +181,14 @@ fn shipped_default_config() {
         }
     );
 }
+
+#[test]
+fn deep_nesting_is_a_problem_not_a_crash() {
+    let depth = 100_000;
+    let text = format!(
+        "{LISTENER}[global]\ncerts = {}{}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    assert!(!problems(&text).is_empty());
+}
