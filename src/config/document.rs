@@ -220,7 +220,7 @@ impl<'i> Document<'i> {
                 });
                 return None;
             };
-            if found.is_key {
+            if found.is_key && error.message().starts_with("unknown field") {
                 problems.key(&found.path, unknown_key_message(&found.path));
             } else {
                 problems.value(&found.path, error.message());
@@ -243,7 +243,7 @@ fn unknown_key_message(path: &KeyPath) -> String {
 /// A node of the document that a serde error points at.
 struct Located {
     path: KeyPath,
-    /// The key itself (an unknown key), not its value.
+    /// The error is about the key itself (an unknown key), not its value.
     is_key: bool,
     /// Length of the value's span, to prefer the innermost value.
     width: usize,

@@ -169,7 +169,8 @@ fn listeners(
     admin: Option<SocketAddr>,
     p: &mut Problems<'_>,
 ) -> Vec<Listener> {
-    if raw.is_empty() && !p.doc().contains(&KeyPath::root().key("listener")) {
+    // With a listener[0] in the file, its problems were reported already.
+    if raw.is_empty() && !p.doc().contains(&KeyPath::root().key("listener").index(0)) {
         let message = "missing: at least one [[listener]] is needed";
         p.value(&KeyPath::root().key("listener"), message);
     }

@@ -105,6 +105,7 @@ fn listener_values() {
         "\"0.0.0.0:443\"",
     );
     refused("[global]\n", "listener", "at least one [[listener]]");
+    refused("listener = []\n", "listener", "at least one [[listener]]");
     let plain = |keys: &str| listener(&format!("bind = \"0.0.0.0:80\"\ntls = false\n{keys}"));
     let tls = |keys: &str| listener(&format!("bind = \"0.0.0.0:443\"\ntls = true\n{keys}"));
     let proxy_v2 = "proxy_protocol = \"v2\"";
