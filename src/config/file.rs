@@ -25,7 +25,7 @@ pub(super) struct File {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "a [global] table")]
 pub(super) struct Global {
     pub certs: Option<String>,
     pub default_cert: Option<String>,
@@ -43,7 +43,7 @@ pub(super) struct Global {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "a [global.limits] table")]
 pub(super) struct Limits {
     #[serde(deserialize_with = "int")]
     pub max_connections: Option<i64>,
@@ -56,7 +56,7 @@ pub(super) struct Limits {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "a [[listener]] table")]
 pub(super) struct Listener {
     pub bind: Option<String>,
     pub tls: Option<bool>,
@@ -70,7 +70,7 @@ pub(super) struct Listener {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "a [[route]] table")]
 pub(super) struct Route {
     pub host: Option<String>,
     pub path_prefix: Option<String>,
@@ -79,7 +79,7 @@ pub(super) struct Route {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "a [pools.NAME] table")]
 pub(super) struct Pool {
     pub balance: Option<Balance>,
     pub connect_timeout: Option<Dur>,
@@ -92,7 +92,11 @@ pub(super) struct Pool {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "an inline table such as { mode = \"cookie\" }"
+)]
 pub(super) struct Affinity {
     pub mode: Option<AffinityMode>,
     pub cookie: Option<String>,
@@ -106,7 +110,11 @@ pub(super) struct Affinity {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "an inline table such as { path = \"/health\" }"
+)]
 pub(super) struct Health {
     pub path: Option<String>,
     pub interval: Option<Dur>,
@@ -118,7 +126,11 @@ pub(super) struct Health {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a [[pools.NAME.servers]] table"
+)]
 pub(super) struct Server {
     pub name: Option<String>,
     pub addr: Option<String>,

@@ -254,3 +254,22 @@ fn numbers_are_whole() {
     );
     refused(&one("weight = \"100\""), key, "expected a whole number");
 }
+
+#[test]
+fn tables_say_what_they_look_like() {
+    refused(
+        &with_pool("affinity = \"cookie\"", ""),
+        "pools.web.affinity",
+        "expected an inline table such as { mode = \"cookie\" }",
+    );
+    refused(
+        &with_pool("servers = 1", ""),
+        "pools.web.servers",
+        "expected a sequence",
+    );
+    refused(
+        &with_pool("servers = [1]", ""),
+        "pools.web.servers[0]",
+        "expected a [[pools.NAME.servers]] table",
+    );
+}
