@@ -49,16 +49,144 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::RootCertStore;
+use rustls::crypto::aws_lc_rs;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerSessionMemoryCache, WebPkiClientVerifier,
+};
+use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, version};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
 pub use keys::client_subject;
 pub use load::{CertLoad, load_dir, load_pem, reload_dir};
 pub use store::{CertEntry, CertInfo, CertProblem, CertStore, Severity};
 
+/// Sessions remembered for resumption by session id, per listener.
+const SESSION_CACHE_ENTRIES: usize = 20_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client certificate verification: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("{}: {reason}", path.display())]
+    ClientCa { path: PathBuf, reason: String },
     #[error("generating a certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("the generated certificate is unusable: {0}")]
     Generated(String),
+}
+
+/// Picks the certificate for each handshake from a swappable [`CertStore`].
+pub struct SniResolver {
+    store: ArcSwap<CertStore>,
+}
+
+impl SniResolver {
+    pub fn new(store: Arc<CertStore>) -> Arc<Self> {
+        Arc::new(Self {
+            store: ArcSwap::new(store),
+        })
+    }
+
+    /// Serves `store` from the next handshake on; connections are not disturbed.
+    pub fn swap(&self, store: Arc<CertStore>) {
+        self.store.store(store);
+    }
+
+    /// The store being served.
+    pub fn store(&self) -> Arc<CertStore> {
+        self.store.load_full()
+    }
+}
+
+impl fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SniResolver")
+            .field("store", &*self.store.load())
+            .finish()
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = hello.server_name();
+        let chosen = self.store.load().select(sni).map(|e| Arc::clone(&e.key));
+        if chosen.is_none() {
+            tracing::debug!(tls.sni = sni, "no certificate to present");
+        }
+        chosen
+    }
+}
+
+/// Client certificates for a listener (`client_ca`, `client_auth`).
+#[derive(Clone, Debug)]
+pub struct ClientAuth {
+    roots: Arc<RootCertStore>,
+    required: bool,
+}
+
+impl ClientAuth {
+    /// Reads the CA certificates (PEM) that client certificates must chain to.
+    pub fn load(path: &Path, required: bool) -> Result<Self, TlsError> {
+        let problem = |reason: String| TlsError::ClientCa {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let bytes = fs::read(path).map_err(|e| problem(format!("cannot read: {e}")))?;
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&bytes) {
+            let cert = cert.map_err(|e| problem(format!("not valid PEM: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| problem(format!("unusable CA certificate: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(problem("holds no CA certificate".into()));
+        }
+        Ok(Self {
+            roots: Arc::new(roots),
+            required,
+        })
+    }
+}
+
+/// The TLS policy of every listener, in one place.
+pub fn server_config(
+    resolver: Arc<SniResolver>,
+    client_auth: Option<&ClientAuth>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&version::TLS13, &version::TLS12])?;
+    let verifier: Arc<dyn ClientCertVerifier> = match client_auth {
+        None => WebPkiClientVerifier::no_client_auth(),
+        Some(auth) => {
+            let builder =
+                WebPkiClientVerifier::builder_with_provider(Arc::clone(&auth.roots), provider);
+            match auth.required {
+                true => builder.build()?,
+                false => builder.allow_unauthenticated().build()?,
+            }
+        }
+    };
+    let mut config = builder
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+    config.ticketer = aws_lc_rs::Ticketer::new()?;
+    Ok(Arc::new(config))
 }
 
 /// A certificate made in memory, for `berth demo` and tests.

@@ -1,6 +1,7 @@
 //! Test helpers: a CA that issues leaves with rcgen, and a certs/ tree on disk.
 #![allow(clippy::unwrap_used)]
 
+mod handshake;
 mod load;
 mod select;
 
