@@ -4,20 +4,9 @@
 use bytes::Bytes;
 use http_body_util::Empty;
 
-use crate::support::{AppServer, Berth, Client, Proto, TestPki};
-
-pub fn pool(name: &str, apps: &[&AppServer]) -> String {
-    let mut toml = format!("[pools.{name}]\nretries = 2\n");
-    for app in apps {
-        toml.push_str(&format!(
-            "[[pools.{name}.servers]]\nname = \"{}\"\naddr = \"{}\"\n",
-            app.name, app.addr
-        ));
-    }
-    toml
-}
-
-pub const TLS_LISTENER: &str = "[[listener]]\nbind = \"127.0.0.1:0\"\ntls = true\nhsts = \"max-age=31536000\"\nhealth_path = \"/berth-health\"\n";
+use crate::support::{
+    AppServer, Berth, Client, Proto, TLS_LISTENER, TestPki, logged, one_app, pool,
+};
 
 #[tokio::test]
 async fn routes_by_host_and_prefix_with_two_certificates() {
@@ -77,13 +66,7 @@ async fn routes_by_host_and_prefix_with_two_certificates() {
 async fn upstream_headers_follow_the_spec() {
     let pki = TestPki::new();
     let app = AppServer::start("app01").await;
-    let berth = Berth::builder()
-        .cert("a.pem", pki.leaf_pem(&["www.a.test"]))
-        .config(TLS_LISTENER)
-        .config("[[route]]\npool = \"web\"\n")
-        .config(&pool("web", &[&app]))
-        .start()
-        .await;
+    let berth = one_app(&pki, &app, "").await;
     let port = berth.addr().port();
     for proto in [Proto::H1, Proto::H2] {
         let client = Client::new(&pki.ca_pem, berth.addr(), "www.a.test", proto);
@@ -200,15 +183,11 @@ async fn errors_have_their_statuses() {
     assert_eq!(client.get("/berth-health").await.text(), "ok\n");
     let lines = berth.stop().await;
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("\"GET /dead/x HTTP/1.1\" 502 ")),
+        logged(&lines, "\"GET /dead/x HTTP/1.1\" 502 "),
         "{lines:#?}"
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("\"GET /elsewhere HTTP/1.1\" 404 ")),
+        logged(&lines, "\"GET /elsewhere HTTP/1.1\" 404 "),
         "{lines:#?}"
     );
 }

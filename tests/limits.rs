@@ -7,8 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::forwarding::{TLS_LISTENER, pool};
-use crate::support::{AppServer, Berth, Client, Proto, TestPki};
+use crate::support::{AppServer, Berth, Client, Proto, TestPki, logged, one_app};
 
 /// Writes `request` and reads until the server closes (or 5 s pass).
 pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, request: &[u8]) -> String {
@@ -27,17 +26,10 @@ pub async fn raw_plain(addr: SocketAddr, request: &[u8]) -> String {
     exchange(&mut stream, request).await
 }
 
-async fn setup(extra_limits: &str) -> (TestPki, AppServer, Berth) {
+async fn setup(limits: &str) -> (TestPki, AppServer, Berth) {
     let pki = TestPki::new();
     let app = AppServer::start("app").await;
-    let berth = Berth::builder()
-        .cert("a.pem", pki.leaf_pem(&["www.a.test"]))
-        .global(&format!("[global.limits]\n{extra_limits}"))
-        .config(TLS_LISTENER)
-        .config("[[route]]\npool = \"web\"\n")
-        .config(&pool("web", &[&app]))
-        .start()
-        .await;
+    let berth = one_app(&pki, &app, &format!("[global.limits]\n{limits}")).await;
     (pki, app, berth)
 }
 
@@ -153,12 +145,7 @@ async fn slow_heads_get_408_and_idle_connections_close() {
     assert_eq!(app.hits(), 1);
 
     let lines = berth.stop().await;
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("\"GET /slow HTTP/1.1\" 408 ")),
-        "{lines:#?}"
-    );
+    assert!(logged(&lines, "\"GET /slow HTTP/1.1\" 408 "), "{lines:#?}");
 }
 
 #[tokio::test]

@@ -10,9 +10,8 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use sha2::{Digest, Sha256};
 
-use crate::forwarding::{TLS_LISTENER, pool};
 use crate::support::app::pattern_byte;
-use crate::support::{AppServer, Berth, Client, Proto, TestPki};
+use crate::support::{AppServer, Client, Proto, TestPki, one_app};
 
 const SIZE: usize = 100 * 1024 * 1024;
 
@@ -52,13 +51,7 @@ impl RssPeak {
 async fn hundred_mib_up_and_down_stream_with_flat_memory() {
     let pki = TestPki::new();
     let app = AppServer::start("app").await;
-    let berth = Berth::builder()
-        .cert("a.pem", pki.leaf_pem(&["www.a.test"]))
-        .config(TLS_LISTENER)
-        .config("[[route]]\npool = \"web\"\n")
-        .config(&pool("web", &[&app]))
-        .start()
-        .await;
+    let berth = one_app(&pki, &app, "").await;
     for proto in [Proto::H1, Proto::H2] {
         let client = Client::new(&pki.ca_pem, berth.addr(), "www.a.test", proto);
         // Warm up allocators and connection state before the baseline.

@@ -1,7 +1,6 @@
 //! Certificate choice by SNI and protocol negotiation, with a real client.
 
-use crate::forwarding::{TLS_LISTENER, pool};
-use crate::support::{AppServer, Berth, Client, Proto, TestPki};
+use crate::support::{AppServer, Berth, Client, Proto, TLS_LISTENER, TestPki, pool};
 
 fn leaf_names(tls: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Vec<String> {
     let certs = tls.get_ref().1.peer_certificates().unwrap();
