@@ -203,7 +203,7 @@ async fn plain_listener_redirects_to_https() {
         .await;
     let response = crate::limits::raw_plain(
         berth.addr(),
-        b"GET /a/b?c=d HTTP/1.1\r\nHost: www.a.test:8080\r\n\r\n",
+        b"GET /a/b?c=d HTTP/1.1\r\nHost: www.a.test:8080\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(response.starts_with("HTTP/1.1 308"), "{response}");
@@ -213,8 +213,11 @@ async fn plain_listener_redirects_to_https() {
             .contains("location: https://www.a.test/a/b?c=d\r\n"),
         "{response}"
     );
-    let response =
-        crate::limits::raw_plain(berth.addr(), b"GET /hc HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let response = crate::limits::raw_plain(
+        berth.addr(),
+        b"GET /hc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(
         response.starts_with("HTTP/1.1 200"),
         "health_path is not redirected: {response}"
