@@ -1,5 +1,12 @@
 //! Balancing: which server takes a request that has no tie.
 //!
+//! Three policies, all weighted, all choosing only among the servers the
+//! caller calls eligible (able to take new ties):
+//! - `round_robin`: a precomputed schedule walked by a shared counter;
+//! - `least_conn`: the fewest in-flight requests per unit of weight;
+//! - `random2`: two servers drawn at random in proportion to their
+//!   weights, the less loaded of the two wins (power of two choices).
+//!
 //! Weighted round robin uses a schedule computed once per snapshot with the
 //! smooth weighted round-robin method (as nginx does): every server appears
 //! `weight / gcd` times, spread out rather than in runs. A shared atomic
@@ -62,11 +69,72 @@ impl Schedule {
     }
 }
 
+/// A server's load as the balancer sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    pub in_flight: u64,
+    pub weight: u32,
+}
+
+impl Load {
+    /// Whether `self` carries less per unit of weight than `other`
+    /// (counting the request about to be placed, so idle heavy servers win).
+    fn lighter_than(self, other: Load) -> bool {
+        u128::from(self.in_flight + 1) * u128::from(other.weight)
+            < u128::from(other.in_flight + 1) * u128::from(self.weight)
+    }
+}
+
+/// Weighted least connections over servers `0..count`; `load(i)` is `None`
+/// for a server that is not eligible. Ties go to the first from `tick`, so
+/// equal servers share the load.
+pub fn least_conn(
+    count: usize,
+    tick: usize,
+    load: impl Fn(usize) -> Option<Load>,
+) -> Option<usize> {
+    let mut best: Option<(usize, Load)> = None;
+    for step in 0..count {
+        let server = (tick + step) % count;
+        let Some(this) = load(server).filter(|l| l.weight > 0) else {
+            continue;
+        };
+        if best.is_none_or(|(_, current)| this.lighter_than(current)) {
+            best = Some((server, this));
+        }
+    }
+    best.map(|(server, _)| server)
+}
+
+/// Power of two choices: two draws from the weighted schedule (so by
+/// weight), the lighter eligible one wins; if neither draw is eligible,
+/// least connections over all.
+pub fn random2(
+    schedule: &Schedule,
+    count: usize,
+    mut random: impl FnMut(usize) -> usize,
+    load: impl Fn(usize) -> Option<Load>,
+) -> Option<usize> {
+    let len = schedule.order.len();
+    if len == 0 {
+        return None;
+    }
+    let mut draw = || usize::from(schedule.order[random(len) % len]);
+    let (a, b) = (draw(), draw());
+    match (load(a), load(b)) {
+        (Some(la), Some(lb)) => Some(if lb.lighter_than(la) { b } else { a }),
+        (Some(_), None) => Some(a),
+        (None, Some(_)) => Some(b),
+        (None, None) => least_conn(count, random(count.max(1)), load),
+    }
+}
+
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -103,6 +171,92 @@ mod tests {
         assert_eq!(counts(&schedule, 3, 10), vec![0, 10, 0]);
         assert!(Schedule::new(&[0, 0]).is_empty());
         assert_eq!(Schedule::new(&[0]).pick(0, |_| true), None);
+    }
+
+    fn loads(in_flight: &[u64], weights: &[u32]) -> impl Fn(usize) -> Option<Load> {
+        let loads: Vec<Load> = in_flight
+            .iter()
+            .zip(weights)
+            .map(|(&in_flight, &weight)| Load { in_flight, weight })
+            .collect();
+        move |i| loads.get(i).copied()
+    }
+
+    #[test]
+    fn least_conn_takes_the_lightest_per_weight() {
+        assert_eq!(
+            least_conn(3, 0, loads(&[5, 1, 3], &[100, 100, 100])),
+            Some(1)
+        );
+        // 4 in flight on weight 300 is lighter than 2 on weight 100.
+        assert_eq!(least_conn(2, 0, loads(&[2, 4], &[100, 300])), Some(1));
+        // Equal loads rotate with the tick.
+        assert_eq!(least_conn(2, 0, loads(&[0, 0], &[1, 1])), Some(0));
+        assert_eq!(least_conn(2, 1, loads(&[0, 0], &[1, 1])), Some(1));
+        // Ineligible and weight-0 servers are never chosen.
+        assert_eq!(
+            least_conn(2, 0, |i| (i == 1).then_some(Load {
+                in_flight: 9,
+                weight: 1
+            })),
+            Some(1)
+        );
+        assert_eq!(least_conn(1, 0, loads(&[0], &[0])), None);
+    }
+
+    #[test]
+    fn least_conn_spreads_by_weight_under_load() {
+        let weights = [300, 100];
+        let mut in_flight = [0u64; 2];
+        for tick in 0..400 {
+            let server = least_conn(2, tick, loads(&in_flight, &weights)).unwrap();
+            in_flight[server] += 1;
+        }
+        assert_eq!(in_flight, [300, 100]);
+    }
+
+    #[test]
+    fn random2_prefers_the_lighter_of_two_and_honours_weight() {
+        let schedule = Schedule::new(&[300, 100]);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        // With equal load, draws follow the weights.
+        let mut counts = [0; 2];
+        for _ in 0..4000 {
+            counts[random2(&schedule, 2, &mut random, loads(&[0, 0], &[300, 100])).unwrap()] += 1;
+        }
+        assert!(counts[0] > counts[1] * 2, "{counts:?}");
+        // A loaded server loses whenever the other is drawn: the light one
+        // wins in 1 - (3/4)^2 = 44% of picks instead of its 25% share.
+        let mut counts = [0; 2];
+        for _ in 0..1000 {
+            counts[random2(&schedule, 2, &mut random, loads(&[50, 0], &[300, 100])).unwrap()] += 1;
+        }
+        assert!((380..500).contains(&counts[1]), "{counts:?}");
+        // Ineligible draws fall back to whoever is eligible.
+        let only_1 = |i: usize| {
+            (i == 1).then_some(Load {
+                in_flight: 0,
+                weight: 100,
+            })
+        };
+        for _ in 0..50 {
+            assert_eq!(random2(&schedule, 2, &mut random, only_1), Some(1));
+        }
+        assert_eq!(
+            random2(
+                &Schedule::default(),
+                2,
+                &mut random,
+                loads(&[0, 0], &[1, 1])
+            ),
+            None
+        );
     }
 
     #[test]

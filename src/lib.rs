@@ -18,6 +18,7 @@
 //! - [`listen`], [`watch`]: accept loops, per-connection serving, timeouts.
 //! - [`tls`]: certificates from `certs/`, SNI choice, the rustls policy.
 //! - [`proxy`]: the request path; [`route`], [`balance`], [`upstream`] it calls.
+//! - [`health`]: active health checks; passive marking lives in [`runtime`].
 //! - [`accesslog`]: Apache combined formats, escaping, the writer.
 //! - [`cli`], [`demo`]: the command line.
 
@@ -26,6 +27,7 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod health;
 pub mod listen;
 pub mod proxy;
 pub mod route;

@@ -1,54 +1,37 @@
 //! The running state built from a [`Config`]: routes, pools and servers with
-//! their connection pools and counters.
+//! their connection pools, health and counters.
 //!
 //! A [`Snapshot`] is immutable once built and is swapped whole (one
-//! `ArcSwap` in [`crate::server::Shared`]); a request loads it once and
-//! keeps it to the end. What changes while it is in use (server health,
-//! counters, idle connections) lives in atomics or small locks inside
+//! `ArcSwap` in [`crate::proxy::Shared`]); a request loads it once and
+//! keeps it to the end. What changes while it is in use (health, operator
+//! state, counters, idle connections) lives in atomics or small locks inside
 //! [`Server`].
+//!
+//! A server's *generation* is bumped whenever every tie to it must stop
+//! routing at once (it went down, entered maintenance, or was removed):
+//! affinity entries remember the generation they were made under, so a
+//! purge costs one atomic increment, not a scan of the table.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::balance::Schedule;
-use crate::config::{self, Config, ServerAddr};
+use crate::balance::{self, Load, Schedule};
+use crate::config::{self, Balance, Config, ServerAddr};
 use crate::upstream::ConnPool;
 
 /// Connect failures in a row after which a server without active health
 /// checks is marked down (SPEC §9's default `fall`).
 const PASSIVE_FALL: u32 = 3;
+/// A passively marked-down server gets one trial request this long after
+/// it went down (SPEC §9).
+const RETRY_DOWN_AFTER: Duration = Duration::from_secs(10);
 
 pub struct Snapshot {
     pub config: Arc<Config>,
     /// Index into `pools` for each of `config.routes`.
     pub route_pools: Vec<usize>,
     pub pools: Vec<Arc<Pool>>,
-}
-
-pub struct Pool {
-    pub name: Arc<str>,
-    pub connect_timeout: Duration,
-    pub response_timeout: Duration,
-    pub retries: u32,
-    pub servers: Vec<Arc<Server>>,
-    primary: Schedule,
-    backup: Schedule,
-    tick: AtomicUsize,
-}
-
-pub struct Server {
-    pub name: Arc<str>,
-    pub route: Arc<str>,
-    pub addr: ServerAddr,
-    pub weight: u32,
-    pub backup: bool,
-    pub conns: ConnPool,
-    pub in_flight: AtomicUsize,
-    pub requests: AtomicU64,
-    up: AtomicBool,
-    failures: AtomicU32,
-    down_at_ms: AtomicU64,
 }
 
 impl Snapshot {
@@ -79,28 +62,33 @@ impl Snapshot {
     pub fn route_pool(&self, route: usize) -> Option<&Arc<Pool>> {
         self.route_pools.get(route).and_then(|&p| self.pools.get(p))
     }
+
+    pub fn pool(&self, name: &str) -> Option<&Arc<Pool>> {
+        self.pools.iter().find(|p| *p.name == *name)
+    }
+}
+
+pub struct Pool {
+    pub name: Arc<str>,
+    pub balance: Balance,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub retries: u32,
+    pub affinity: config::Affinity,
+    pub health: Option<config::Health>,
+    pub servers: Vec<Arc<Server>>,
+    primary: Schedule,
+    backup: Schedule,
+    tick: AtomicUsize,
 }
 
 impl Pool {
     fn build(config: &config::Pool) -> Pool {
+        let passive = config.health.is_none();
         let servers: Vec<Arc<Server>> = config
             .servers
             .iter()
-            .map(|s| {
-                Arc::new(Server {
-                    name: s.name.as_str().into(),
-                    route: s.route.as_str().into(),
-                    addr: s.addr.clone(),
-                    weight: s.weight,
-                    backup: s.backup,
-                    conns: ConnPool::default(),
-                    in_flight: AtomicUsize::new(0),
-                    requests: AtomicU64::new(0),
-                    up: AtomicBool::new(true),
-                    failures: AtomicU32::new(0),
-                    down_at_ms: AtomicU64::new(0),
-                })
-            })
+            .map(|s| Arc::new(Server::new(s, passive)))
             .collect();
         let weights = |backup: bool| -> Vec<u32> {
             servers
@@ -110,9 +98,12 @@ impl Pool {
         };
         Pool {
             name: config.name.as_str().into(),
+            balance: config.balance,
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
             retries: config.retries,
+            affinity: config.affinity.clone(),
+            health: config.health.clone(),
             primary: Schedule::new(&weights(false)),
             backup: Schedule::new(&weights(true)),
             servers,
@@ -120,38 +111,168 @@ impl Pool {
         }
     }
 
-    /// Balances a request over the servers able to take it, skipping those
-    /// in `exclude` (already tried); backups only while no primary is up.
+    /// Balances a request over the servers able to take new ties, skipping
+    /// those in `exclude` (already tried); backups only while no primary is
+    /// up.
     pub fn pick(&self, exclude: &[usize]) -> Option<usize> {
-        let tick = self.tick.fetch_add(1, Ordering::Relaxed);
-        let eligible =
-            |i: usize| !exclude.contains(&i) && self.servers.get(i).is_some_and(|s| s.take_new());
-        self.primary.pick(tick, eligible).or_else(|| {
+        self.pick_among(false, exclude).or_else(|| {
             let any_primary_up = self.servers.iter().any(|s| !s.backup && s.is_up());
             if any_primary_up {
                 None
             } else {
-                self.backup.pick(tick, eligible)
+                self.pick_among(true, exclude)
             }
         })
     }
+
+    fn pick_among(&self, backup: bool, exclude: &[usize]) -> Option<usize> {
+        let tick = self.tick.fetch_add(1, Ordering::Relaxed);
+        let servers = &self.servers;
+        let fits =
+            |i: usize| !exclude.contains(&i) && servers.get(i).is_some_and(|s| s.backup == backup);
+        let load = |i: usize| {
+            let server = servers
+                .get(i)
+                .filter(|_| fits(i))
+                .filter(|s| s.is_up() && s.takes_new())?;
+            Some(Load {
+                in_flight: server.in_flight.load(Ordering::Relaxed) as u64,
+                weight: server.weight,
+            })
+        };
+        let schedule = if backup { &self.backup } else { &self.primary };
+        let chosen = match self.balance {
+            Balance::RoundRobin => schedule.pick(tick, |i| {
+                fits(i) && servers[i].is_up() && servers[i].takes_new()
+            }),
+            Balance::LeastConn => balance::least_conn(servers.len(), tick, load),
+            Balance::Random2 => {
+                balance::random2(schedule, servers.len(), |n| fastrand::usize(..n), load)
+            }
+        };
+        // A server down by passive marking gets a trial request now and then.
+        chosen.or_else(|| schedule.pick(tick, |i| fits(i) && servers[i].takes_trial()))
+    }
+}
+
+/// What an operator set (SPEC §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AdminState {
+    Ready = 0,
+    Drain = 1,
+    Maint = 2,
+}
+
+/// The effective state shown in `/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Up,
+    Down,
+    Drain,
+    Maint,
+}
+
+static NEXT_SERVER_ID: AtomicU32 = AtomicU32::new(1);
+
+pub struct Server {
+    /// Stable for the life of this server object; never reused.
+    pub id: u32,
+    pub name: Arc<str>,
+    pub route: Arc<str>,
+    pub addr: ServerAddr,
+    pub weight: u32,
+    pub backup: bool,
+    pub conns: ConnPool,
+    pub in_flight: AtomicUsize,
+    pub requests: AtomicU64,
+    /// Whether failures are counted from live traffic (no `health` table).
+    passive: bool,
+    up: AtomicBool,
+    admin: AtomicU8,
+    generation: AtomicU32,
+    removed: AtomicBool,
+    /// Passive: connect failures in a row. Active: failed checks in a row.
+    failures: AtomicU32,
+    /// Active: passed checks in a row.
+    passes: AtomicU32,
+    down_at_ms: AtomicU64,
 }
 
 impl Server {
-    /// Up, as far as berth knows.
+    fn new(config: &config::Server, passive: bool) -> Server {
+        Server {
+            id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
+            name: config.name.as_str().into(),
+            route: config.route.as_str().into(),
+            addr: config.addr.clone(),
+            weight: config.weight,
+            backup: config.backup,
+            conns: ConnPool::default(),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            passive,
+            up: AtomicBool::new(true),
+            admin: AtomicU8::new(AdminState::Ready as u8),
+            generation: AtomicU32::new(0),
+            removed: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
+            passes: AtomicU32::new(0),
+            down_at_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Up, as far as health knows.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// Whether the balancer may send this server a new request: it is up,
-    /// or it has been down for a while and this caller wins the one trial
-    /// request let through every [`RETRY_DOWN_AFTER`] (SPEC §9).
-    fn take_new(&self) -> bool {
-        if self.weight == 0 {
-            return false;
+    pub fn admin_state(&self) -> AdminState {
+        match self.admin.load(Ordering::Relaxed) {
+            1 => AdminState::Drain,
+            2 => AdminState::Maint,
+            _ => AdminState::Ready,
         }
-        if self.is_up() {
-            return true;
+    }
+
+    /// `maint` if an operator set it, else `down` if health failed, else
+    /// `drain` if an operator set it, else `up` (SPEC §7).
+    pub fn state(&self) -> State {
+        match (self.admin_state(), self.is_up()) {
+            (AdminState::Maint, _) => State::Maint,
+            (_, false) => State::Down,
+            (AdminState::Drain, true) => State::Drain,
+            (AdminState::Ready, true) => State::Up,
+        }
+    }
+
+    /// The generation ties to this server must carry to be honoured.
+    pub fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Whether existing ties to this server are honoured: up, not in
+    /// maintenance, not removed (drain and weight 0 keep their ties).
+    pub fn takes_ties(&self) -> bool {
+        self.is_up()
+            && self.admin_state() != AdminState::Maint
+            && !self.removed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the balancer may give this server new ties.
+    pub fn takes_new(&self) -> bool {
+        self.takes_ties() && self.admin_state() == AdminState::Ready && self.weight > 0
+    }
+
+    /// A passively marked-down server that has been down long enough lets
+    /// one live request through; this caller wins it.
+    fn takes_trial(&self) -> bool {
+        if !self.passive
+            || self.is_up()
+            || self.admin_state() != AdminState::Ready
+            || self.weight == 0
+        {
+            return false;
         }
         let now = clock_ms();
         let down_at = self.down_at_ms.load(Ordering::Relaxed);
@@ -162,31 +283,236 @@ impl Server {
                 .is_ok()
     }
 
-    /// A connection attempt failed; after enough in a row the server is
-    /// marked down.
+    pub fn set_admin_state(&self, state: AdminState, pool: &str) {
+        let before = self.admin.swap(state as u8, Ordering::Relaxed);
+        if before != state as u8 {
+            if state == AdminState::Maint {
+                self.invalidate_ties();
+            }
+            tracing::info!(pool, server = %self.name, state = ?state, "operator state changed");
+        }
+    }
+
+    /// The server left the configuration or was deregistered: its ties
+    /// stop at once; requests in flight finish.
+    pub fn remove(&self) {
+        if !self.removed.swap(true, Ordering::Relaxed) {
+            self.invalidate_ties();
+            self.conns.clear();
+        }
+    }
+
+    fn invalidate_ties(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn mark_down(&self, pool: &str, reason: &str) {
+        self.down_at_ms.store(clock_ms(), Ordering::Relaxed);
+        if self.up.swap(false, Ordering::Relaxed) {
+            self.invalidate_ties();
+            self.conns.clear();
+            tracing::warn!(pool, server = %self.name, reason, "server down");
+        }
+    }
+
+    fn mark_up(&self, pool: &str, reason: &str) {
+        if !self.up.swap(true, Ordering::Relaxed) {
+            tracing::info!(pool, server = %self.name, reason, "server up");
+        }
+    }
+
+    /// A connection attempt failed. Without active checks, `fall` failures
+    /// in a row mark the server down.
     pub fn connect_failed(&self, pool: &str) {
+        if !self.passive {
+            return;
+        }
         let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= PASSIVE_FALL {
-            self.down_at_ms.store(clock_ms(), Ordering::Relaxed);
-            if self.up.swap(false, Ordering::Relaxed) {
-                tracing::warn!(pool, server = %self.name, reason = "connect failures", failures, "server down");
-            }
+            self.mark_down(pool, &format!("{failures} connect failures in a row"));
         }
     }
 
     pub fn connect_succeeded(&self, pool: &str) {
-        if self.failures.swap(0, Ordering::Relaxed) != 0 && !self.up.swap(true, Ordering::Relaxed) {
-            tracing::info!(pool, server = %self.name, reason = "connect succeeded", "server up");
+        if self.passive && self.failures.swap(0, Ordering::Relaxed) != 0 {
+            self.mark_up(pool, "a request got through");
+        }
+    }
+
+    /// The outcome of one active health check (SPEC §9): `fall` failures in
+    /// a row mark the server down, `rise` passes mark it up.
+    pub fn checked(&self, pool: &str, health: &config::Health, result: Result<(), String>) {
+        match result {
+            Ok(()) => {
+                self.failures.store(0, Ordering::Relaxed);
+                let passes = self.passes.fetch_add(1, Ordering::Relaxed) + 1;
+                if passes >= health.rise && !self.is_up() {
+                    self.mark_up(pool, &format!("{passes} health checks passed"));
+                }
+            }
+            Err(why) => {
+                self.passes.store(0, Ordering::Relaxed);
+                let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if failures >= health.fall && self.is_up() {
+                    self.mark_down(
+                        pool,
+                        &format!("{failures} health checks failed, last: {why}"),
+                    );
+                }
+            }
         }
     }
 }
-
-/// A down server gets one trial request this long after it went down.
-const RETRY_DOWN_AFTER: Duration = Duration::from_secs(10);
 
 /// Milliseconds on a monotonic clock shared by the process.
 fn clock_ms() -> u64 {
     static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(std::time::Instant::now);
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn snapshot(pool_keys: &str, servers: &[(&str, &str)]) -> Snapshot {
+        let mut text = String::from(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\ntls = false\n[[route]]\npool = \"p\"\n[pools.p]\n",
+        );
+        text.push_str(pool_keys);
+        for (name, extra) in servers {
+            text.push_str(&format!(
+                "\n[[pools.p.servers]]\nname = \"{name}\"\naddr = \"127.0.0.1:1\"\n{extra}\n"
+            ));
+        }
+        let config = crate::config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        Snapshot::build(Arc::new(config))
+    }
+
+    fn health() -> config::Health {
+        config::Health {
+            path: "/h".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+        }
+    }
+
+    #[test]
+    fn effective_state_follows_the_spec_order() {
+        let snap = snapshot("", &[("a", "")]);
+        let server = &snap.pools[0].servers[0];
+        assert_eq!(server.state(), State::Up);
+        server.set_admin_state(AdminState::Drain, "p");
+        assert_eq!(server.state(), State::Drain);
+        assert!(
+            server.takes_ties() && !server.takes_new(),
+            "drain keeps ties, takes no new"
+        );
+        server.mark_down("p", "test");
+        assert_eq!(server.state(), State::Down);
+        server.set_admin_state(AdminState::Maint, "p");
+        assert_eq!(server.state(), State::Maint, "maint beats down");
+    }
+
+    #[test]
+    fn ties_are_invalidated_by_down_maint_and_removal_only() {
+        let snap = snapshot("", &[("a", "")]);
+        let server = &snap.pools[0].servers[0];
+        let g0 = server.generation();
+        server.set_admin_state(AdminState::Drain, "p");
+        assert_eq!(server.generation(), g0, "drain keeps ties");
+        server.set_admin_state(AdminState::Maint, "p");
+        let g1 = server.generation();
+        assert!(g1 > g0);
+        server.set_admin_state(AdminState::Ready, "p");
+        server.mark_down("p", "test");
+        assert!(server.generation() > g1);
+        let g2 = server.generation();
+        server.remove();
+        assert!(server.generation() > g2 && !server.takes_ties());
+    }
+
+    #[test]
+    fn active_checks_need_fall_failures_and_rise_passes() {
+        let snap = snapshot("health = { path = \"/h\" }", &[("a", "")]);
+        let server = &snap.pools[0].servers[0];
+        let health = health();
+        server.checked("p", &health, Err("x".into()));
+        server.checked("p", &health, Err("x".into()));
+        assert!(server.is_up(), "two failures of fall = 3");
+        server.checked("p", &health, Ok(()));
+        server.checked("p", &health, Err("x".into()));
+        server.checked("p", &health, Err("x".into()));
+        assert!(server.is_up(), "a pass resets the count");
+        server.checked("p", &health, Err("x".into()));
+        assert!(!server.is_up());
+        server.checked("p", &health, Ok(()));
+        assert!(!server.is_up(), "one pass of rise = 2");
+        server.checked("p", &health, Ok(()));
+        assert!(server.is_up());
+        // With active checks, live connect failures do not mark it down.
+        for _ in 0..5 {
+            server.connect_failed("p");
+        }
+        assert!(server.is_up());
+    }
+
+    #[test]
+    fn passive_marking_after_three_connect_failures() {
+        let snap = snapshot("", &[("a", ""), ("b", "")]);
+        let pool = &snap.pools[0];
+        let a = &pool.servers[0];
+        a.connect_failed("p");
+        a.connect_failed("p");
+        assert!(a.is_up());
+        a.connect_failed("p");
+        assert!(!a.is_up());
+        for _ in 0..10 {
+            assert_eq!(
+                pool.pick(&[]),
+                Some(1),
+                "a down server gets no new requests"
+            );
+        }
+        a.connect_succeeded("p");
+        assert!(a.is_up());
+    }
+
+    #[test]
+    fn backups_serve_only_while_no_primary_is_up() {
+        let snap = snapshot("", &[("a", ""), ("spare", "backup = true")]);
+        let pool = &snap.pools[0];
+        for _ in 0..4 {
+            assert_eq!(pool.pick(&[]), Some(0));
+        }
+        pool.servers[0].mark_down("p", "test");
+        assert_eq!(pool.pick(&[]), Some(1));
+        // Drained primaries are still up: backups stay idle.
+        pool.servers[0].mark_up("p", "test");
+        pool.servers[0].set_admin_state(AdminState::Drain, "p");
+        assert_eq!(pool.pick(&[]), None);
+    }
+
+    #[test]
+    fn every_policy_skips_servers_that_take_no_new_ties() {
+        for balance in ["round_robin", "least_conn", "random2"] {
+            let snap = snapshot(
+                &format!("balance = \"{balance}\""),
+                &[("a", ""), ("b", "weight = 0"), ("c", "")],
+            );
+            let pool = &snap.pools[0];
+            pool.servers[2].set_admin_state(AdminState::Drain, "p");
+            for _ in 0..20 {
+                assert_eq!(pool.pick(&[]), Some(0), "{balance}");
+            }
+            assert_eq!(
+                pool.pick(&[0]),
+                None,
+                "{balance}: tried servers are excluded"
+            );
+        }
+    }
 }

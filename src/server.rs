@@ -84,8 +84,10 @@ pub async fn start(config: Config, certs: Option<CertStore>) -> Result<Running, 
             global.access_log
         ))
     })?;
+    let snapshot = Snapshot::build(config.clone());
+    crate::health::spawn(&snapshot);
     let shared = Arc::new(Shared {
-        snapshot: arc_swap::ArcSwap::from_pointee(Snapshot::build(config.clone())),
+        snapshot: arc_swap::ArcSwap::from_pointee(snapshot),
         log,
         draining: false.into(),
     });
