@@ -41,6 +41,7 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+trap 'echo "FAIL - aborted at $(basename "$0"):$LINENO: $BASH_COMMAND" >&2' ERR
 
 # ── results ──────────────────────────────────────────────────────────────
 

@@ -15,7 +15,7 @@ for script in "${SCRIPTS[@]}"; do
     echo "=== $script"
     start=$SECONDS
     status=0
-    timeout -k 10 "${INTEG_TIMEOUT:-300}" bash "$INTEG/$script" 2>&1 | tee "$out" || status=$?
+    BERTH_INTEG_TIMED=1 timeout -k 10 "${INTEG_TIMEOUT:-300}" bash "$INTEG/$script" 2>&1 | tee "$out" || status=$?
     line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -1 || :)
     if [[ -z "$line" ]]; then
         line="0 passed, 1 failed"
