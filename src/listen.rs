@@ -201,7 +201,11 @@ async fn serve<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Arc::new(Activity::new(Arc::default(), !h2));
+    let activity = Arc::new(Activity::new(
+        Arc::default(),
+        !h2,
+        listener.limits.max_header_bytes.max(8192),
+    ));
     let conn = Arc::new(ConnInfo {
         client: peer,
         listener: listener.info.clone(),

@@ -73,9 +73,7 @@ pub async fn start(config: Config, certs: Option<CertStore>) -> Result<Running, 
                 global.certs.display()
             )));
         }
-        let server_config = tls::server_config(Arc::new(store))
-            .map_err(|err| StartError::Config(format!("TLS setup failed: {err}")))?;
-        Some(tokio_rustls::TlsAcceptor::from(server_config))
+        Some(tls::SniResolver::new(Arc::new(store)))
     } else {
         None
     };
@@ -100,7 +98,10 @@ pub async fn start(config: Config, certs: Option<CertStore>) -> Result<Running, 
         let local = socket
             .local_addr()
             .map_err(|err| StartError::Runtime(err.to_string()))?;
-        let tls = listener.tls.then(|| tls_config.clone()).flatten();
+        let tls = match (&tls_config, listener.tls) {
+            (Some(resolver), true) => Some(listener_tls(resolver, listener)?),
+            _ => None,
+        };
         let state = Arc::new(Listener::new(
             listener.clone(),
             local.port(),
@@ -134,6 +135,30 @@ pub async fn start(config: Config, certs: Option<CertStore>) -> Result<Running, 
         ));
     }
     Ok(running)
+}
+
+/// The TLS acceptor of one listener: the shared certificate resolver, and
+/// the listener's own client-certificate policy.
+fn listener_tls(
+    resolver: &Arc<tls::SniResolver>,
+    listener: &crate::config::Listener,
+) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+    let client_auth = match &listener.client_ca {
+        Some(ca) => {
+            let required = listener.client_auth == crate::config::ClientAuth::Required;
+            let auth = tls::ClientAuth::load(ca, required)
+                .map_err(|err| StartError::Config(format!("listener {}: {err}", listener.bind)))?;
+            Some(auth)
+        }
+        None => None,
+    };
+    let config = tls::server_config(resolver.clone(), client_auth.as_ref()).map_err(|err| {
+        StartError::Config(format!(
+            "listener {}: TLS setup failed: {err}",
+            listener.bind
+        ))
+    })?;
+    Ok(tokio_rustls::TlsAcceptor::from(config))
 }
 
 impl Running {

@@ -1,10 +1,14 @@
 //! Watching a client connection's bytes: idle keep-alive connections, heads
-//! that arrive too slowly (slowloris), and the first line of a head that
-//! never became a request, for the access log.
+//! that arrive too slowly (slowloris), the raw head of each request, and the
+//! first line of a head that never became a request, for the access log.
 //!
 //! [`Watched`] wraps the (decrypted) client stream that hyper reads and
 //! writes. It notes the time of the last byte either way and, between
-//! requests, the first line of the next head as its bytes arrive. The
+//! requests, keeps the raw bytes of the next head as they arrive. hyper
+//! folds framing headers before the request path sees them (it drops
+//! `Content-Length` next to `Transfer-Encoding`, and merges equal
+//! duplicates); [`Activity::head_complete`] counts them in the raw head so
+//! such requests can be refused as SPEC §4 asks. The
 //! connection task's watchdog ([`Activity::expired`]) sleeps until the
 //! next deadline: `header_read_timeout` after the first byte of a head,
 //! else `idle_timeout` after the last byte while no request is in flight.
@@ -22,8 +26,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// At most this much of a head's first line is kept for the log.
-const FIRST_LINE_MAX: usize = 8192;
+/// Headers counted in a raw head at most (hyper refuses more than 100).
+const MAX_HEADERS: usize = 128;
 
 const TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 61\r\nconnection: close\r\n\r\n408 Request Timeout: the request head did not arrive in time\n";
 
@@ -47,21 +51,29 @@ pub struct Activity {
     pub in_flight: std::sync::Arc<AtomicUsize>,
     /// Whether heads are watched (HTTP/1.x; HTTP/2 has its own framing).
     watch_heads: bool,
-    first_line: Mutex<Vec<u8>>,
+    /// The raw bytes of the current head, up to its blank line.
+    head: Mutex<Vec<u8>>,
+    head_max: usize,
     head_begun: Notify,
     timed_out: AtomicBool,
     reader: Mutex<Option<Waker>>,
 }
 
 impl Activity {
-    pub fn new(in_flight: std::sync::Arc<AtomicUsize>, watch_heads: bool) -> Activity {
+    /// `head_max`: how much of a head to keep (`max_header_bytes`).
+    pub fn new(
+        in_flight: std::sync::Arc<AtomicUsize>,
+        watch_heads: bool,
+        head_max: usize,
+    ) -> Activity {
         Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             head_ms: AtomicU64::new(0),
             in_flight,
             watch_heads,
-            first_line: Mutex::new(Vec::new()),
+            head: Mutex::new(Vec::new()),
+            head_max,
             head_begun: Notify::new(),
             timed_out: AtomicBool::new(false),
             reader: Mutex::new(None),
@@ -76,19 +88,25 @@ impl Activity {
         self.start + Duration::from_millis(ms)
     }
 
-    /// The request path got a complete head: stop timing it.
-    pub fn head_complete(&self) {
+    /// The request path got a complete head: stop timing it, and count the
+    /// framing headers its raw bytes carried (`None` when they were not
+    /// seen whole, as for a pipelined request).
+    pub fn head_complete(&self) -> Option<Framing> {
         self.head_ms.store(0, Ordering::Relaxed);
-        if self.watch_heads {
-            lock(&self.first_line).clear();
+        if !self.watch_heads {
+            return None;
         }
+        let mut head = lock(&self.head);
+        let framing = head_end(&head).and_then(|end| Framing::count(&head[..end]));
+        head.clear();
+        framing
     }
 
     /// What arrived of the current head's first line (for a request that
     /// never parsed), or `None` if nothing did.
     pub fn first_line(&self) -> Option<Vec<u8>> {
-        let line = lock(&self.first_line);
-        let line = line.strip_suffix(b"\n").unwrap_or(&line);
+        let head = lock(&self.head);
+        let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         (!line.is_empty()).then(|| line.to_vec())
     }
@@ -138,21 +156,54 @@ impl Activity {
             self.head_ms.store(now + 1, Ordering::Relaxed);
             self.head_begun.notify_one();
         }
-        let mut line = lock(&self.first_line);
-        if line.last() != Some(&b'\n') && line.len() < FIRST_LINE_MAX {
-            // Leading blank lines before a request line are allowed.
-            let bytes = if line.is_empty() {
+        let mut head = lock(&self.head);
+        if head.len() < self.head_max && head_end(&head).is_none() {
+            // Blank lines before a request line are allowed (RFC 9112 §2.2).
+            let bytes = if head.is_empty() {
                 trim_leading_newlines(bytes)
             } else {
                 bytes
             };
-            let end = bytes
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(bytes.len(), |i| i + 1);
-            let room = FIRST_LINE_MAX - line.len();
-            line.extend_from_slice(&bytes[..end.min(room)]);
+            let room = self.head_max - head.len();
+            head.extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
+    }
+}
+
+/// Where a head ends: just past its blank line.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    let crlf = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4);
+    let lf = bytes.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// How many framing headers a raw head carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Framing {
+    pub content_lengths: usize,
+    pub transfer_encodings: usize,
+}
+
+impl Framing {
+    fn count(head: &[u8]) -> Option<Framing> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        request.parse(head).ok()?;
+        let mut framing = Framing::default();
+        for header in request.headers.iter() {
+            if header.name.eq_ignore_ascii_case("content-length") {
+                framing.content_lengths += 1;
+            } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+                framing.transfer_encodings += 1;
+            }
+        }
+        Some(framing)
     }
 }
 
@@ -276,5 +327,56 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_end_finds_the_blank_line() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody"), Some(27));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\nbody"), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
+    }
+
+    #[test]
+    fn framing_headers_are_counted_as_sent() {
+        let count = |head: &[u8]| Framing::count(head);
+        let both =
+            count(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\ncontent-length: 5\r\n\r\n");
+        assert_eq!(
+            both,
+            Some(Framing {
+                content_lengths: 1,
+                transfer_encodings: 1
+            })
+        );
+        let twice = count(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(twice.map(|f| f.content_lengths), Some(2));
+        assert_eq!(
+            count(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Some(Framing::default())
+        );
+        assert_eq!(count(b"not http\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn the_head_is_kept_between_requests_only() {
+        let in_flight = std::sync::Arc::new(AtomicUsize::new(0));
+        let activity = Activity::new(in_flight.clone(), true, 8192);
+        activity.saw_read(b"\r\nPOST /a HTTP/1.1\r\nContent-Length: 1\r\n");
+        assert_eq!(
+            activity.first_line().as_deref(),
+            Some(&b"POST /a HTTP/1.1"[..])
+        );
+        activity.saw_read(b"Content-Length: 1\r\n\r\nxGET /next HTTP/1.1\r\n");
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(activity.head_complete().map(|f| f.content_lengths), Some(2));
+        // Bytes read while a request is in flight are its body, not a head.
+        activity.saw_read(b"more body");
+        assert_eq!(activity.first_line(), None);
+        assert_eq!(activity.head_complete(), None);
     }
 }

@@ -10,8 +10,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod address;
+mod document;
+mod duration;
 mod file;
+mod pool;
 mod validate;
+
+#[cfg(test)]
+mod tests;
 
 pub use validate::{load, parse};
 

@@ -62,6 +62,24 @@ pub fn check_request(
     Ok(())
 }
 
+/// Refuses heads whose raw bytes carried `Content-Length` twice, or next to
+/// `Transfer-Encoding`: hyper resolves both before the header map shows
+/// them, but SPEC §4 wants them refused.
+pub fn check_framing(framing: Option<crate::watch::Framing>) -> Result<(), ProxyError> {
+    let Some(framing) = framing else {
+        return Ok(());
+    };
+    if framing.content_lengths > 1 {
+        return Err(ProxyError::BadRequest("more than one Content-Length"));
+    }
+    if framing.content_lengths > 0 && framing.transfer_encodings > 0 {
+        return Err(ProxyError::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `value`, a comma-separated list, holds `token` (any case).
 fn has_token(value: &HeaderValue, token: &str) -> bool {
     value

@@ -71,10 +71,14 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let guard = ConnRequest::new(conn.activity.in_flight.clone());
-    conn.activity.head_complete();
+    let framing = conn.activity.head_complete();
     let mut entry = log_entry(&req, &conn);
     let snapshot = shared.snapshot.load_full();
-    let mut response = match forward(&shared, &snapshot, &conn, req, &mut entry).await {
+    let forwarded = match headers::check_framing(framing) {
+        Ok(()) => forward(&shared, &snapshot, &conn, req, &mut entry).await,
+        Err(err) => Err(err),
+    };
+    let mut response = match forwarded {
         Ok(response) => response,
         Err(err) => {
             tracing::debug!(client.addr = %conn.client, error = %err, "request failed");

@@ -1,1 +1,0 @@
-//! TLS: certificates from certs/, SNI, and the one rustls policy.

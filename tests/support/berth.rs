@@ -1,0 +1,100 @@
+//! berth running in-process on ephemeral ports, with its files in a
+//! temporary directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use berth::server::{self, Running};
+
+pub struct Berth {
+    pub dir: tempfile::TempDir,
+    /// Bound address of each `[[listener]]`, in config order.
+    pub addrs: Vec<SocketAddr>,
+    running: Option<Running>,
+}
+
+#[derive(Default)]
+pub struct Builder {
+    global: String,
+    body: String,
+    certs: Vec<(String, String)>,
+}
+
+impl Berth {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("logs/access.log")
+    }
+
+    /// Drains berth (SPEC §9) and returns the access log's lines.
+    pub async fn stop(mut self) -> Vec<String> {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+        std::fs::read_to_string(self.log_path())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Builder {
+    /// Extra `[global]` keys.
+    pub fn global(mut self, keys: &str) -> Builder {
+        self.global.push_str(keys);
+        self.global.push('\n');
+        self
+    }
+
+    /// Listeners, routes and pools.
+    pub fn config(mut self, toml: &str) -> Builder {
+        self.body.push_str(toml);
+        self.body.push('\n');
+        self
+    }
+
+    /// A file to put in `certs/`.
+    pub fn cert(mut self, name: &str, pem: String) -> Builder {
+        self.certs.push((name.to_owned(), pem));
+        self
+    }
+
+    pub async fn try_start(self) -> Result<Berth, server::StartError> {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        std::fs::create_dir_all(&certs).unwrap();
+        for (name, pem) in &self.certs {
+            std::fs::write(certs.join(name), pem).unwrap();
+        }
+        let text = format!(
+            "[global]\ncerts = {:?}\naccess_log = {:?}\nstate_file = {:?}\n{}\n{}",
+            certs.display().to_string(),
+            dir.path().join("logs/access.log").display().to_string(),
+            dir.path().join("state/berth.state").display().to_string(),
+            self.global,
+            self.body
+        );
+        let config = berth::config::parse(&text, &dir.path().join("berth.toml"))
+            .unwrap_or_else(|problems| panic!("test config refused: {problems:?}\n{text}"));
+        let running = server::start(config, None).await?;
+        Ok(Berth {
+            dir,
+            addrs: running.listeners.clone(),
+            running: Some(running),
+        })
+    }
+
+    pub async fn start(self) -> Berth {
+        self.try_start()
+            .await
+            .unwrap_or_else(|err| panic!("berth did not start: {err}"))
+    }
+}
