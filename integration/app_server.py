@@ -7,7 +7,8 @@
 Every response carries `X-Served-By: NAME`. Paths:
 
     /download?bytes=N   N bytes of deterministic content, streamed in chunks
-    /code/NNN           an empty response with status NNN (204, 404, ...)
+    /code/NNN           an empty response with status NNN (204, 404, ...); to a
+                        POST or PUT, sent before the body is read
     /health             200 ok
     POST/PUT anything   the body is streamed through sha256; the reply is
                         JSON {"server", "sha256", "length", ...}
@@ -135,6 +136,13 @@ class Handler(BaseHTTPRequestHandler):
         self.handle_get(True)
 
     def do_POST(self):
+        if self.path.startswith("/code/"):
+            # An early answer, as to a refused upload: sent before the body
+            # is read.
+            self.send_head(int(self.path[len("/code/"):]), 0)
+            self.wfile.flush()
+            self.read_body(hashlib.sha256())  # then drained, for keep-alive
+            return
         digest = hashlib.sha256()
         length = self.read_body(digest)
         doc = self.echo()

@@ -110,6 +110,14 @@ expect_eq "plain listener: 308 to https, port dropped" "308 https://a.test/some/
 out=$(curl -sS --max-time 10 -w ' %{http_code}' "http://127.0.0.1:$REDIRECT_PORT/berth-health")
 expect_match "health_path is not redirected" $'^ok\n? 200$' "$out"
 
+echo "# an app that answers an upload before reading it"
+for http in --http1.1 --http2; do
+    codes=$(for _ in 1 2 3 4 5 6 7 8; do
+        https_curl "$http" -d 'some data' -o /dev/null -w '%{http_code} ' "https://a.test:$TLS_PORT/code/401" 2>/dev/null || echo "curl-exit-$? "
+    done)
+    expect_eq "early 401 ($http), 8 times" "401 401 401 401 401 401 401 401 " "$codes"
+done
+
 echo "# 100 MiB each way, berth's memory sampled"
 rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$MAIN_PID/status"; }
 touch "$WORK/sampling"
@@ -141,7 +149,7 @@ echo "# app servers down"
 for pid in "${STARTED_PIDS[@]:0:3}"; do stop_pid "$pid"; done
 for i in 1 2 3 4 5; do
     out=$(https_curl -o "$WORK/down.txt" -w '%{http_code}' "https://a.test:$TLS_PORT/")
-    expect_match "request $i with every app server down -> 502 or 503" "^50[23]$" "$out"
+    expect_match "request $i with every app server down -> 502 or 503 (got $out)" "^50[23]$" "$out"
 done
 check "berth's error body is short text" test "$(stat -c %s "$WORK/down.txt")" -lt 200
 stop_pid "$MAIN_PID"
