@@ -1,6 +1,7 @@
 # Shared helpers for berth's integration scripts. Source it, then call
 # `finish` at the end. It sets:
-#   ROOT   the repository root          BERTH  the release binary
+#   ROOT   the repository root
+#   BERTH  the release binary ($CARGO_TARGET_DIR or target/, release/berth)
 #   WORK   a fresh mktemp -d directory, removed at exit (KEEP=1 keeps it)
 # and an EXIT trap that stops every process started with `start_bg`.
 # shellcheck shell=bash
@@ -15,7 +16,9 @@ unset BERTH_INTEG_TIMED
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 INTEG="$ROOT/integration"
-BERTH=${BERTH:-"$ROOT/target/release/berth"}
+TARGET=${CARGO_TARGET_DIR:-target}
+[[ "$TARGET" == /* ]] || TARGET="$ROOT/$TARGET"
+BERTH=${BERTH:-"$TARGET/release/berth"}
 PASSED=0
 FAILED=0
 STARTED_PIDS=()
@@ -78,10 +81,15 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# wait_port PORT [SECONDS]: polls until something accepts on 127.0.0.1:PORT.
+# wait_port PORT [SECONDS] [PID]: polls until something accepts on
+# 127.0.0.1:PORT; gives up at the deadline, or at once if PID has exited.
 wait_port() {
-    local port=$1 deadline=$((SECONDS + ${2:-10}))
+    local port=$1 deadline=$((SECONDS + ${2:-10})) pid=${3:-}
     until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+            echo "process $pid exited before listening on 127.0.0.1:$port" >&2
+            return 1
+        fi
         if ((SECONDS >= deadline)); then
             echo "nothing listening on 127.0.0.1:$port after ${2:-10}s" >&2
             return 1
@@ -123,7 +131,7 @@ start_app() {
     APP_PORT=$(free_port)
     start_bg "app-$1" python3 "$INTEG/app_server.py" "$1" "$APP_PORT"
     APP_PID=$LAST_PID
-    wait_port "$APP_PORT"
+    wait_port "$APP_PORT" 10 "$APP_PID"
 }
 
 # start_berth DIR CONFIG PORT: runs `berth run -c CONFIG` with DIR as its
@@ -133,7 +141,7 @@ start_berth() {
     local dir=$1 config=$2 port=$3
     start_bg "berth-$port" bash -c 'cd "$1" && exec "$2" run -c "$3"' _ "$dir" "$BERTH" "$config"
     BERTH_PID=$LAST_PID
-    if ! wait_port "$port" 15; then
+    if ! wait_port "$port" 15 "$BERTH_PID"; then
         echo "--- berth output:" >&2
         cat "$WORK/berth-$port.log" >&2
         return 1
