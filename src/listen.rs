@@ -262,7 +262,11 @@ async fn serve<IO>(
         request_line: activity.first_line().map(bytes::Bytes::from),
         user: None,
         status,
-        body_bytes: 0,
+        body_bytes: if timed_out {
+            crate::watch::TIMEOUT_BODY_LEN
+        } else {
+            0
+        },
         referer: None,
         user_agent: None,
         vhost: None,

@@ -28,13 +28,13 @@ pub type Sender = SendRequest<RequestBody>;
 pub enum ConnectError {
     #[error("connect to {addr} timed out")]
     Timeout { addr: String },
-    #[error("connect to {addr} failed")]
+    #[error("connect to {addr} failed: {source}")]
     Io {
         addr: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("HTTP/1.1 handshake with {addr} failed")]
+    #[error("HTTP/1.1 handshake with {addr} failed: {source}")]
     Handshake {
         addr: String,
         #[source]

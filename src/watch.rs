@@ -31,6 +31,9 @@ const MAX_HEADERS: usize = 128;
 
 const TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 61\r\nconnection: close\r\n\r\n408 Request Timeout: the request head did not arrive in time\n";
 
+/// The body bytes of the 408 response, for `%b`.
+pub const TIMEOUT_BODY_LEN: u64 = 61;
+
 /// What the watchdog decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
@@ -331,8 +334,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_408_response_declares_its_body_length() {
+        let text = std::str::from_utf8(TIMEOUT_RESPONSE).unwrap();
+        let (_, body) = text.split_once("\r\n\r\n").unwrap();
+        assert_eq!(body.len() as u64, TIMEOUT_BODY_LEN);
+        assert!(text.contains(&format!("content-length: {TIMEOUT_BODY_LEN}\r\n")));
+    }
 
     #[test]
     fn head_end_finds_the_blank_line() {
