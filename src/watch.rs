@@ -91,27 +91,30 @@ impl Activity {
         self.start + Duration::from_millis(ms)
     }
 
-    /// The request path got a complete head: stop timing it, and count the
-    /// framing headers its raw bytes carried (`None` when they were not
-    /// seen whole, as for a pipelined request).
-    pub fn head_complete(&self) -> Option<Framing> {
+    /// The request path got a complete head: stop timing it, and return
+    /// what its raw bytes showed (nothing when they were not seen whole, as
+    /// for a pipelined request or HTTP/2).
+    pub fn head_complete(&self) -> RawHead {
         self.head_ms.store(0, Ordering::Relaxed);
         if !self.watch_heads {
-            return None;
+            return RawHead::default();
         }
         let mut head = lock(&self.head);
-        let framing = head_end(&head).and_then(|end| Framing::count(&head[..end]));
+        let raw = match head_end(&head) {
+            Some(end) => RawHead {
+                framing: Framing::count(&head[..end]),
+                request_line: first_line(&head).map(bytes::Bytes::copy_from_slice),
+            },
+            None => RawHead::default(),
+        };
         head.clear();
-        framing
+        raw
     }
 
     /// What arrived of the current head's first line (for a request that
     /// never parsed), or `None` if nothing did.
     pub fn first_line(&self) -> Option<Vec<u8>> {
-        let head = lock(&self.head);
-        let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        (!line.is_empty()).then(|| line.to_vec())
+        first_line(&lock(&self.head)).map(<[u8]>::to_vec)
     }
 
     /// Resolves when the connection has been idle too long or its head is
@@ -184,6 +187,21 @@ fn head_end(bytes: &[u8]) -> Option<usize> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// A head's first line without its line ending; `None` if empty.
+fn first_line(head: &[u8]) -> Option<&[u8]> {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    (!line.is_empty()).then_some(line)
+}
+
+/// What a request's raw head showed.
+#[derive(Debug, Clone, Default)]
+pub struct RawHead {
+    pub framing: Option<Framing>,
+    /// The request line exactly as received, for `%r`.
+    pub request_line: Option<bytes::Bytes>,
 }
 
 /// How many framing headers a raw head carried.
@@ -385,10 +403,12 @@ mod tests {
         );
         activity.saw_read(b"Content-Length: 1\r\n\r\nxGET /next HTTP/1.1\r\n");
         in_flight.fetch_add(1, Ordering::Relaxed);
-        assert_eq!(activity.head_complete().map(|f| f.content_lengths), Some(2));
+        let raw = activity.head_complete();
+        assert_eq!(raw.framing.map(|f| f.content_lengths), Some(2));
+        assert_eq!(raw.request_line.as_deref(), Some(&b"POST /a HTTP/1.1"[..]));
         // Bytes read while a request is in flight are its body, not a head.
         activity.saw_read(b"more body");
         assert_eq!(activity.first_line(), None);
-        assert_eq!(activity.head_complete(), None);
+        assert!(activity.head_complete().framing.is_none());
     }
 }

@@ -203,7 +203,7 @@ async fn plain_listener_redirects_to_https() {
         .await;
     let response = crate::limits::raw_plain(
         berth.addr(),
-        b"GET /a/b?c=d HTTP/1.1\r\nHost: www.a.test:8080\r\n\r\n",
+        b"GET /a/b?c=d HTTP/1.1\r\nHost: www.a.test:8080\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(response.starts_with("HTTP/1.1 308"), "{response}");
@@ -213,12 +213,48 @@ async fn plain_listener_redirects_to_https() {
             .contains("location: https://www.a.test/a/b?c=d\r\n"),
         "{response}"
     );
-    let response =
-        crate::limits::raw_plain(berth.addr(), b"GET /hc HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let response = crate::limits::raw_plain(
+        berth.addr(),
+        b"GET /hc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(
         response.starts_with("HTTP/1.1 200"),
         "health_path is not redirected: {response}"
     );
     assert_eq!(app.hits(), 0);
     berth.stop().await;
+}
+
+#[tokio::test]
+async fn the_log_shows_the_request_line_as_received_and_escaped() {
+    let pki = TestPki::new();
+    let app = AppServer::start("app").await;
+    let berth = one_app(&pki, &app, "").await;
+    let client = Client::new(&pki.ca_pem, berth.addr(), "www.a.test", Proto::H1);
+    let requests: [&[u8]; 3] = [
+        b"GET /q?a=1&b=%22 HTTP/1.1\r\nHost: a\r\nUser-Agent: say \"hi\" \\o/\r\nReferer:\r\nConnection: close\r\n\r\n",
+        b"GET /q?a=\"x\" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    ];
+    for request in requests {
+        let response = crate::limits::exchange(&mut client.tls().await, request).await;
+        assert!(response.starts_with("HTTP/1.1 "), "{response}");
+    }
+    let lines = berth.stop().await;
+    assert!(
+        logged(
+            &lines,
+            r#""GET /q?a=1&b=%22 HTTP/1.1" 200 3 "" "say \"hi\" \\o/""#
+        ),
+        "raw line, empty Referer as \"\": {lines:#?}"
+    );
+    assert!(
+        logged(&lines, r#""GET /q?a=\"x\" HTTP/1.1" 400 "#),
+        "refused by the parser, still logged: {lines:#?}"
+    );
+    assert!(
+        logged(&lines, r#""GET /caf\xc3\xa9 HTTP/1.1""#),
+        "{lines:#?}"
+    );
 }

@@ -71,10 +71,10 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let guard = ConnRequest::new(conn.activity.in_flight.clone());
-    let framing = conn.activity.head_complete();
-    let mut entry = log_entry(&req, &conn);
+    let raw = conn.activity.head_complete();
+    let mut entry = log_entry(&req, &conn, raw.request_line);
     let snapshot = shared.snapshot.load_full();
-    let forwarded = match headers::check_framing(framing) {
+    let forwarded = match headers::check_framing(raw.framing) {
         Ok(()) => forward(&shared, &snapshot, &conn, req, &mut entry).await,
         Err(err) => Err(err),
     };
@@ -369,8 +369,9 @@ fn header_str(headers: &http::HeaderMap, name: header::HeaderName) -> Option<&st
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The access log facts known when the request head arrives.
-fn log_entry(req: &Request<Incoming>, conn: &ConnInfo) -> Entry {
+/// The request line for a request whose raw head was not seen (HTTP/2,
+/// pipelined HTTP/1.1): `GET /a?b HTTP/2.0`.
+fn rebuilt_request_line(req: &Request<Incoming>) -> Bytes {
     let version = match req.version() {
         Version::HTTP_10 => "HTTP/1.0",
         Version::HTTP_2 => "HTTP/2.0",
@@ -384,6 +385,13 @@ fn log_entry(req: &Request<Incoming>, conn: &ConnInfo) -> Entry {
             .to_owned(),
         _ => req.uri().to_string(),
     };
+    Bytes::from(format!("{} {target} {version}", req.method()))
+}
+
+/// The access log facts known when the request head arrives; `raw_line`
+/// is the request line as received, when the stream saw it.
+fn log_entry(req: &Request<Incoming>, conn: &ConnInfo, raw_line: Option<Bytes>) -> Entry {
+    let request_line = raw_line.unwrap_or_else(|| rebuilt_request_line(req));
     let headers = req.headers();
     let raw = |name: header::HeaderName| {
         headers
@@ -396,7 +404,7 @@ fn log_entry(req: &Request<Incoming>, conn: &ConnInfo) -> Entry {
     Entry {
         client: conn.client.ip().to_canonical(),
         received: SystemTime::now(),
-        request_line: Some(Bytes::from(format!("{} {target} {version}", req.method()))),
+        request_line: Some(request_line),
         user: basic_auth_user(headers),
         status: 0,
         body_bytes: 0,
