@@ -139,7 +139,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/code/"):
             # An early answer, as to a refused upload: sent before the body
             # is read.
-            self.send_head(int(self.path[len("/code/"):]), 0)
+            body = b"refused before reading\n"
+            self.send_head(int(self.path[len("/code/"):]), len(body), "text/plain")
+            self.wfile.write(body)
             self.wfile.flush()
             self.read_body(hashlib.sha256())  # then drained, for keep-alive
             return

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -126,14 +126,17 @@ async fn app_server(name: &'static str) -> std::io::Result<SocketAddr> {
             };
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                    let (head, body) = req.into_parts();
+                    let received = body.collect().await.map_or(0, |b| b.to_bytes().len());
+                    let forwarded_for = head
+                        .headers
+                        .get("x-forwarded-for")
+                        .and_then(|v| v.to_str().ok());
                     let text = format!(
-                        "hello from {name}: {} {} (X-Forwarded-For: {})\n",
-                        req.method(),
-                        req.uri(),
-                        req.headers()
-                            .get("x-forwarded-for")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-"),
+                        "hello from {name}: {} {} (X-Forwarded-For: {}, {received} body bytes)\n",
+                        head.method,
+                        head.uri,
+                        forwarded_for.unwrap_or("-"),
                     );
                     let mut response = Response::new(Full::new(Bytes::from(text)));
                     response

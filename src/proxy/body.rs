@@ -93,6 +93,37 @@ impl Body for RequestBody {
     }
 }
 
+/// How much of a request body berth still reads, and for how long, after
+/// the app server answered without it: enough for a form or a small upload
+/// to finish, so the client sees the answer (an HTTP/2 stream reset while
+/// the client is still sending makes some clients drop the response).
+const DRAIN_MAX_BYTES: u64 = 256 * 1024;
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.take().filter(|b| !b.is_end_stream()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let drain = async {
+                let mut body = std::pin::pin!(inner);
+                let mut read = 0u64;
+                while read <= DRAIN_MAX_BYTES {
+                    match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+                        Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len() as u64),
+                        Some(Err(_)) | None => return,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_MAX_TIME, drain).await;
+        });
+    }
+}
+
 /// What the request path knows for the access log line before the
 /// response body has been sent.
 pub struct PendingLog {
