@@ -1,0 +1,5 @@
+//! Tests of the affinity module, by part. The clock is passed in: no test
+//! sleeps.
+
+mod extract;
+mod table;
