@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! Table
-//!  ├─ shards[key.1 & mask]: Mutex<Shard>        (1 to 64 of them, by max_entries)
+//!  ├─ shards[key.1 · n >> 64]: Mutex<Shard>     (n: 1 to 64, by max_entries)
 //!  │    index: HashMap<key.0, slot>              key.0 is already a keyed hash: no rehash
 //!  │    slots: [Slot; ≤ capacity]                40 bytes each: key, used, server, generation,
 //!  │    head ⇄ … ⇄ tail                          prev/next of the shard's LRU list (head = newest)
@@ -34,7 +34,11 @@
 //! Tables of fewer than 8,192 entries have one shard: exact LRU. Shards
 //! fill unevenly, so evictions start a little before the table holds
 //! `max_entries` (a fraction of a percent at a million entries); once
-//! every shard is full it holds exactly `max_entries`.
+//! every shard is full it holds exactly `max_entries`. A lookup moves its
+//! entry to the head only if it was last moved [`TOUCH_EVERY_MS`] or more
+//! ago (or an eighth of `ttl`, if less): the burst of requests a page
+//! makes costs one move, not one each. So recency, and idle time, are
+//! counted to within a second.
 //!
 //! **Purge by generation.** An entry is *live* while its generation equals
 //! its server's current one. Purging a server is one atomic step on that
@@ -57,11 +61,15 @@ use std::time::{Duration, Instant};
 
 use super::servers::{ServerId, ServerSlot, Slots};
 
+/// A live entry found by a lookup is moved to the head of its LRU list if
+/// it was last moved this long ago (or `ttl / 8`, if less).
+pub const TOUCH_EVERY_MS: u64 = 1000;
+
 /// Entries removed per shard lock taken by [`Table::sweep`].
 pub const SWEEP_BATCH: usize = 1024;
 
-/// A shard per this many entries (rounded to a power of two), so tables
-/// under twice this size have one shard (exact LRU), up to [`MAX_SHARDS`].
+/// About a shard per this many entries, so tables under twice this size
+/// have one shard (exact LRU), up to [`MAX_SHARDS`].
 const ENTRIES_PER_SHARD: usize = 4096;
 pub const MAX_SHARDS: usize = 64;
 const NIL: u32 = u32::MAX;
@@ -92,8 +100,7 @@ pub struct Sweep {
 }
 
 pub struct Table {
-    shards: Box<[Mutex<Shard>]>,
-    mask: u64,
+    shards: Box<[Padded]>,
     hasher: RandomState,
     pub(super) servers: Slots,
     epoch: Instant,
@@ -134,17 +141,15 @@ impl Table {
         Table::with_shards(max_entries, ttl, now, shards_for(max_entries))
     }
 
-    /// As [`Table::new`], with `shards` shards (a power of two, at most
-    /// [`MAX_SHARDS`] and at most `max_entries`).
+    /// As [`Table::new`], with `shards` shards (at most [`MAX_SHARDS`] and
+    /// at most `max_entries`).
     pub fn with_shards(max_entries: usize, ttl: Duration, now: Instant, shards: usize) -> Table {
         let max_entries = max_entries.clamp(1, u32::MAX as usize);
-        let mut shards = shards.clamp(1, MAX_SHARDS).next_power_of_two();
-        while shards > max_entries {
-            shards /= 2;
-        }
+        let shards = shards.clamp(1, MAX_SHARDS).min(max_entries);
         let table = Table {
-            shards: (0..shards).map(|_| Mutex::new(Shard::new())).collect(),
-            mask: shards as u64 - 1,
+            shards: (0..shards)
+                .map(|_| Padded(Mutex::new(Shard::new())))
+                .collect(),
             hasher: RandomState::new(),
             servers: Slots::default(),
             epoch: now,
@@ -157,10 +162,11 @@ impl Table {
 
     /// New bounds from a reload. Entries over a smaller `max_entries` go,
     /// least recently used first, as new ones come in. Returns `false`
-    /// (and changes nothing) if the new size calls for another number of
-    /// shards: build a new table then.
+    /// (and changes nothing) if a table of the new size would have less
+    /// than half or more than twice the shards: build a new table then.
     pub fn set_limits(&self, max_entries: usize, ttl: Duration) -> bool {
-        if shards_for(max_entries) != self.shards.len() {
+        let (now, new) = (self.shards.len(), shards_for(max_entries));
+        if now > max_entries || now * 2 < new || new * 2 < now {
             return false;
         }
         self.apply_limits(max_entries, ttl);
@@ -287,23 +293,53 @@ impl Table {
     }
 
     fn shard(&self, key: Key) -> MutexGuard<'_, Shard> {
-        // The mask keeps the index below the shard count.
-        let i = (key.0[1] & self.mask) as usize;
-        lock(&self.shards[i])
+        // A uniform u64 times n, over 2⁶⁴: uniform in 0..n (Lemire).
+        let i = (u128::from(key.0[1]) * self.shards.len() as u128) >> 64;
+        lock(&self.shards[i as usize])
     }
 }
 
-/// The number of shards for a table of `max_entries`.
-fn shards_for(max_entries: usize) -> usize {
-    (max_entries / ENTRIES_PER_SHARD)
-        .next_power_of_two()
-        .clamp(1, MAX_SHARDS)
+fn touch_every(ttl: u64) -> u64 {
+    (ttl / 8).min(TOUCH_EVERY_MS)
 }
+
+/// The number of shards for a table of `max_entries`: about one per
+/// [`ENTRIES_PER_SHARD`], up to [`MAX_SHARDS`], and among the counts from
+/// half that up, the one whose full shards' indexes take the fewest
+/// buckets. A freshly filled index is then up to 7/8 full (at a million
+/// entries, 35 shards: 65 bytes an entry, not 79 with 64). Under churn,
+/// the deleted markers std's `HashMap` leaves make a full index double
+/// once, to under 7/16 full, where it stays (81 bytes an entry; see the
+/// bench).
+fn shards_for(max_entries: usize) -> usize {
+    let most = (max_entries / ENTRIES_PER_SHARD).clamp(1, MAX_SHARDS);
+    (most.div_ceil(2)..=most)
+        .rev()
+        .min_by_key(|&n| n * index_buckets(max_entries.div_ceil(n)))
+        .unwrap_or(1)
+}
+
+/// The buckets std's `HashMap` (hashbrown) has once it holds `entries`:
+/// a power of two, at most 7/8 full.
+fn index_buckets(entries: usize) -> usize {
+    match entries {
+        0..4 => 4,
+        4..8 => 8,
+        _ => (entries.saturating_mul(8) / 7).next_power_of_two(),
+    }
+}
+
+/// A shard on cache lines of its own, so that threads locking neighbouring
+/// shards do not contend for one line.
+#[repr(align(128))]
+struct Padded(Mutex<Shard>);
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 40);
 
 /// Nothing panics while a shard is locked, but if something ever did, the
 /// shard's links are still consistent between operations: carry on.
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    shard.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock(shard: &Padded) -> MutexGuard<'_, Shard> {
+    shard.0.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Shard {
@@ -337,7 +373,11 @@ impl Shard {
         if servers.get(slot.server).generation() != slot.generation {
             return Lookup::Stale(slot.server);
         }
-        self.touch(i, now);
+        // Moving an entry to the head costs three cache misses (it and its
+        // neighbours); a session's burst of requests moves it once.
+        if now >= slot.used.saturating_add(touch_every(ttl)) {
+            self.touch(i, now);
+        }
         Lookup::Live(slot.server)
     }
 

@@ -189,7 +189,12 @@ fn smaller_limits_evict_as_new_entries_come() {
     assert_eq!(table.lookup(key(&table, 100), t0), Lookup::Live(S0));
     assert_eq!(table.lookup(key(&table, 99), secs(t0, 5)), Lookup::Absent);
     assert!(!table.set_limits(1_000_000, TTL), "another shard count");
-    assert_eq!(Table::new(1_000_000, TTL, t0).shard_count(), 64);
+    let big = Table::new(1_000_000, TTL, t0);
+    assert_eq!(big.shard_count(), 35, "the fewest index buckets");
+    assert!(big.set_limits(1_200_000, TTL) && big.set_limits(600_000, TTL));
+    assert!(!big.set_limits(9_000, TTL));
+    assert_eq!(Table::new(8191, TTL, t0).shard_count(), 1);
+    assert_eq!(Table::new(8192, TTL, t0).shard_count(), 2);
 }
 
 /// 8 threads × 10,000 mixed operations (insert, lookup, remove, purge) on
@@ -254,4 +259,27 @@ fn concurrent_use_keeps_every_count_right() {
     for s in 0..4u16 {
         assert_eq!(table.ties(ServerId(s)), live[usize::from(s)], "server {s}");
     }
+}
+
+#[test]
+fn a_burst_of_lookups_moves_an_entry_once() {
+    let t0 = Instant::now();
+    let table = Table::new(10, TTL, t0);
+    let [a, b] = [1, 2].map(|n| key(&table, n));
+    table.insert(a, S0, t0);
+    table.insert(b, S0, t0);
+    let ms = |n| t0 + Duration::from_millis(n);
+    assert_eq!(table.lookup(a, ms(999)), Lookup::Live(S0));
+    assert_eq!(table.order(0), [b, a], "within a second: not moved");
+    assert_eq!(table.lookup(a, ms(1000)), Lookup::Live(S0));
+    assert_eq!(table.order(0), [a, b]);
+    // Idle time counts from the last move: to within a second.
+    assert_eq!(table.lookup(a, ms(1500)), Lookup::Live(S0));
+    assert_eq!(table.lookup(a, ms(61_000)), Lookup::Absent);
+    // With a short ttl, an eighth of it.
+    let short = Table::new(10, Duration::from_millis(800), t0);
+    short.insert(a, S0, t0);
+    short.insert(b, S0, t0);
+    assert_eq!(short.lookup(a, ms(100)), Lookup::Live(S0));
+    assert_eq!(short.order(0), [a, b]);
 }
