@@ -29,7 +29,8 @@
 //!
 //! Modules: [`extract`] reads ties out of requests and responses and
 //! writes berth's cookie; [`table`] is the bounded, sharded, swept table
-//! with purge by generation (its docs draw it); `servers` keeps each
+//! with purge by generation (its docs draw it), `shard` one shard's index
+//! and LRU list; `servers` keeps each
 //! server's generation, live tie count and last tied request; `decide`
 //! holds the decision itself.
 //!
@@ -43,6 +44,7 @@ pub mod table;
 
 mod decide;
 mod servers;
+mod shard;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -186,8 +188,8 @@ impl Affinity {
 
     /// Applies a reloaded pool's settings, keeping every tie. Returns
     /// `false`, changing nothing, when that cannot be done (another mode,
-    /// or a `max_entries` calling for another number of shards): build a
-    /// new [`Affinity`] then.
+    /// or a `max_entries` too far from the old one for the table's shards,
+    /// see [`Table::set_limits`]): build a new [`Affinity`] then.
     pub fn reconfigure(&self, config: &config::Affinity) -> bool {
         if self.mode != config.mode || !self.table.set_limits(config.max_entries, config.ttl) {
             return false;

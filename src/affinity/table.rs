@@ -21,11 +21,18 @@
 //! the index uses (10⁻⁸), the newer one takes the entry over.
 //!
 //! **Locks.** Each shard is a `std::sync::Mutex`, as mini-redis' `db.rs`
-//! argues: the critical section is a hash probe and a few index writes
-//! (tens of nanoseconds), never spans an `.await`, and an async mutex would
-//! only add cost. A lookup must write anyway (it moves the entry to the
-//! head of the LRU list and refreshes its idle time), so a `RwLock` would
-//! buy nothing. Shards keep threads from meeting on one lock.
+//! argues: the critical section is a hash probe and a few writes (well
+//! under a microsecond even when every access misses the CPU caches),
+//! never spans an `.await`, and an async mutex would only add cost. A
+//! lookup may write (it moves the entry to the head of the LRU list), and
+//! a `RwLock`'s read side writes its lock word too, so one would buy
+//! nothing. Shards (on cache lines of their own) keep threads from meeting
+//! on one lock.
+//!
+//! **Memory.** A slot is 40 bytes; the index adds a 16-byte bucket per
+//! entry at 44 to 87% load: about 65 bytes an entry in a freshly filled
+//! table of a million, 81 once churn has made the indexes double (see
+//! `shards_for` and `benches/affinity.rs`). Nothing is allocated per entry.
 //!
 //! **LRU.** Each shard is an exact LRU of its own entries, with capacity
 //! `max_entries / shards`; a full shard evicts its own least recently used
@@ -53,13 +60,13 @@
 //! when the next entry will expire. New entries expire after every existing
 //! one, so the sweeper can sleep until then (no wake-up needed on insert).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::servers::{ServerId, ServerSlot, Slots};
+use super::shard::Shard;
 
 /// A live entry found by a lookup is moved to the head of its LRU list if
 /// it was last moved this long ago (or `ttl / 8`, if less).
@@ -72,7 +79,6 @@ pub const SWEEP_BATCH: usize = 1024;
 /// have one shard (exact LRU), up to [`MAX_SHARDS`].
 const ENTRIES_PER_SHARD: usize = 4096;
 pub const MAX_SHARDS: usize = 64;
-const NIL: u32 = u32::MAX;
 
 /// A tie's key: a keyed 128-bit hash of its bytes (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,30 +115,6 @@ pub struct Table {
     purged: AtomicU64,
 }
 
-struct Shard {
-    index: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
-    slots: Vec<Slot>,
-    /// Free slots, linked through `next`.
-    free: u32,
-    /// Most and least recently used.
-    head: u32,
-    tail: u32,
-    len: usize,
-    capacity: usize,
-}
-
-/// 40 bytes.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    key: Key,
-    /// Milliseconds since the table's epoch.
-    used: u64,
-    generation: u32,
-    prev: u32,
-    next: u32,
-    server: ServerId,
-}
-
 impl Table {
     /// An empty table holding at most `max_entries` (clamped to
     /// `1..=u32::MAX`) entries, forgetting those idle for `ttl`. `now` is
@@ -165,8 +147,8 @@ impl Table {
     /// (and changes nothing) if a table of the new size would have less
     /// than half or more than twice the shards: build a new table then.
     pub fn set_limits(&self, max_entries: usize, ttl: Duration) -> bool {
-        let (now, new) = (self.shards.len(), shards_for(max_entries));
-        if now > max_entries || now * 2 < new || new * 2 < now {
+        let (have, want) = (self.shards.len(), shards_for(max_entries));
+        if have > max_entries || have * 2 < want || want * 2 < have {
             return false;
         }
         self.apply_limits(max_entries, ttl);
@@ -299,10 +281,6 @@ impl Table {
     }
 }
 
-fn touch_every(ttl: u64) -> u64 {
-    (ttl / 8).min(TOUCH_EVERY_MS)
-}
-
 /// The number of shards for a table of `max_entries`: about one per
 /// [`ENTRIES_PER_SHARD`], up to [`MAX_SHARDS`], and among the counts from
 /// half that up, the one whose full shards' indexes take the fewest
@@ -334,219 +312,16 @@ fn index_buckets(entries: usize) -> usize {
 #[repr(align(128))]
 struct Padded(Mutex<Shard>);
 
-const _: () = assert!(std::mem::size_of::<Slot>() == 40);
-
 /// Nothing panics while a shard is locked, but if something ever did, the
 /// shard's links are still consistent between operations: carry on.
 fn lock(shard: &Padded) -> MutexGuard<'_, Shard> {
     shard.0.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Shard {
-    fn new() -> Shard {
-        Shard {
-            index: HashMap::default(),
-            slots: Vec::new(),
-            free: NIL,
-            head: NIL,
-            tail: NIL,
-            len: 0,
-            capacity: 1,
-        }
-    }
-
-    /// The slot holding exactly `key`.
-    fn find(&self, key: Key) -> Option<u32> {
-        let i = *self.index.get(&key.0[0])?;
-        (self.slot(i).key == key).then_some(i)
-    }
-
-    fn lookup(&mut self, key: Key, now: u64, ttl: u64, servers: &Slots) -> Lookup {
-        let Some(i) = self.find(key) else {
-            return Lookup::Absent;
-        };
-        let slot = *self.slot(i);
-        if slot.used.saturating_add(ttl) <= now {
-            self.remove(i, servers);
-            return Lookup::Absent;
-        }
-        if servers.get(slot.server).generation() != slot.generation {
-            return Lookup::Stale(slot.server);
-        }
-        // Moving an entry to the head costs three cache misses (it and its
-        // neighbours); a session's burst of requests moves it once.
-        if now >= slot.used.saturating_add(touch_every(ttl)) {
-            self.touch(i, now);
-        }
-        Lookup::Live(slot.server)
-    }
-
-    fn insert(&mut self, key: Key, server: ServerId, now: u64, servers: &Slots) {
-        if let Some(&i) = self.index.get(&key.0[0]) {
-            // The same key, or (once in 10⁸ at a million entries) another
-            // with the same index bits: either way this slot is retied.
-            let old = *self.slot(i);
-            servers.get(old.server).drop_tie(old.generation);
-            let generation = servers.get(server).add_tie();
-            let slot = self.slot_mut(i);
-            slot.key = key;
-            slot.server = server;
-            slot.generation = generation;
-            self.touch(i, now);
-            return;
-        }
-        while self.len >= self.capacity.max(1) && self.tail != NIL {
-            self.remove(self.tail, servers);
-        }
-        let generation = servers.get(server).add_tie();
-        let slot = Slot {
-            key,
-            used: now,
-            generation,
-            prev: NIL,
-            next: NIL,
-            server,
-        };
-        let i = if self.free == NIL {
-            if self.slots.len() == self.slots.capacity() {
-                // Double, but never past the capacity: a full shard holds
-                // no spare slots.
-                let room = self.capacity.saturating_sub(self.slots.len()).max(1);
-                self.slots.reserve_exact(self.slots.len().max(8).min(room));
-            }
-            self.slots.push(slot);
-            (self.slots.len() - 1) as u32
-        } else {
-            let i = self.free;
-            self.free = self.slot(i).next;
-            *self.slot_mut(i) = slot;
-            i
-        };
-        self.index.insert(key.0[0], i);
-        self.len += 1;
-        self.push_front(i, now);
-    }
-
-    /// Removes slot `i`, counting its tie out if it is still live.
-    fn remove(&mut self, i: u32, servers: &Slots) {
-        let slot = *self.slot(i);
-        servers.get(slot.server).drop_tie(slot.generation);
-        self.unlink(i);
-        self.index.remove(&slot.key.0[0]);
-        self.slot_mut(i).next = self.free;
-        self.free = i;
-        self.len -= 1;
-    }
-
-    /// Removes up to `budget` entries idle for `ttl` from the tail; returns
-    /// how many, and the last use of the oldest entry left.
-    fn sweep(
-        &mut self,
-        now: u64,
-        ttl: u64,
-        budget: usize,
-        servers: &Slots,
-    ) -> (usize, Option<u64>) {
-        let mut removed = 0;
-        while self.tail != NIL && removed < budget {
-            if self.slot(self.tail).used.saturating_add(ttl) > now {
-                break;
-            }
-            self.remove(self.tail, servers);
-            removed += 1;
-        }
-        let oldest = (self.tail != NIL).then(|| self.slot(self.tail).used);
-        (removed, oldest)
-    }
-
-    /// Moves slot `i` to the head and marks it used at `now`, or at the
-    /// head's time if that is later (callers' clocks are read before they
-    /// take the lock), so the list stays in order of use.
-    fn touch(&mut self, i: u32, now: u64) {
-        if self.head != i {
-            self.unlink(i);
-            self.push_front(i, now);
-        } else {
-            let slot = self.slot_mut(i);
-            slot.used = slot.used.max(now);
-        }
-    }
-
-    fn push_front(&mut self, i: u32, now: u64) {
-        let head = self.head;
-        let used = if head == NIL {
-            now
-        } else {
-            self.slot_mut(head).prev = i;
-            now.max(self.slot(head).used)
-        };
-        let slot = self.slot_mut(i);
-        slot.used = used;
-        slot.prev = NIL;
-        slot.next = head;
-        self.head = i;
-        if self.tail == NIL {
-            self.tail = i;
-        }
-    }
-
-    fn unlink(&mut self, i: u32) {
-        let Slot { prev, next, .. } = *self.slot(i);
-        if prev == NIL {
-            self.head = next;
-        } else {
-            self.slot_mut(prev).next = next;
-        }
-        if next == NIL {
-            self.tail = prev;
-        } else {
-            self.slot_mut(next).prev = prev;
-        }
-    }
-
-    // Slot numbers come from this shard's own index and links, never from
-    // a request, and always name a slot that exists.
-    fn slot(&self, i: u32) -> &Slot {
-        &self.slots[i as usize]
-    }
-
-    fn slot_mut(&mut self, i: u32) -> &mut Slot {
-        &mut self.slots[i as usize]
-    }
-}
-
-/// The index's hasher: its keys are already keyed random hashes.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used; this keeps any other use well spread.
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 #[cfg(test)]
 impl Table {
     /// The keys of shard `i`, most recently used first.
     pub(super) fn order(&self, i: usize) -> Vec<Key> {
-        let shard = lock(&self.shards[i]);
-        let mut keys = Vec::new();
-        let mut at = shard.head;
-        while at != NIL {
-            keys.push(shard.slot(at).key);
-            at = shard.slot(at).next;
-        }
-        keys
+        lock(&self.shards[i]).order()
     }
 }
