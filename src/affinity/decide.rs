@@ -5,6 +5,10 @@
 //! tie), `moved` (it carried one that could not be honoured: server down,
 //! in maintenance, removed, or a route no server has).
 //!
+//! Nothing is counted, noted or tied until [`Affinity::record`], called
+//! once a server has taken the request, so a tie whose server cannot be
+//! reached becomes `moved` and the re-tie is recorded where it went.
+//!
 //! `session_suffix`, for each session id in turn (mod_jk's order), until
 //! one gives a server:
 //!
@@ -78,18 +82,23 @@ impl Affinity {
     /// Call once per request, with the server it was sent to (its tied one
     /// or the balancer's choice): counts the outcome, notes a tied request
     /// for the server's `last_tied_request_at`, and records a new tie if
-    /// the request did not go where its tie said. Returns the `Set-Cookie`
-    /// value to add to the response (`cookie` mode, only when the tie was
-    /// missing or not honoured). `route` is the server's route id; `tls`
-    /// whether the request came on a TLS listener.
+    /// the request did not go where its tie said (sent elsewhere than
+    /// [`Decision::tied`], it is [`Affinity::fail_over`]ed here: `moved`).
+    /// Returns the `Set-Cookie` value to add to the response (`cookie`
+    /// mode, only when the tie was missing or not honoured). `route` is
+    /// the server's route id; `tls` whether the request came on a TLS
+    /// listener. Read [`Decision::outcome`] for the log afterwards.
     pub fn record(
         &self,
-        decision: &Decision,
+        decision: &mut Decision,
         server: ServerId,
         route: &str,
         tls: bool,
         now: Instant,
     ) -> Option<HeaderValue> {
+        if decision.tied.is_some_and(|tied| tied != server) {
+            self.fail_over(decision);
+        }
         if let Some(outcome) = decision.outcome {
             self.count(outcome);
         }

@@ -267,7 +267,9 @@ impl Affinity {
     }
 
     pub fn server(&self, server: ServerId) -> ServerStats {
-        let slot = self.table.servers.get(server);
+        let Some(slot) = self.table.servers.peek(server) else {
+            return ServerStats::default();
+        };
         ServerStats {
             ties: slot.ties(),
             last_tied: slot.last_tied_ms().map(|ms| self.table.instant(ms)),

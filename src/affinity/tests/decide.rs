@@ -79,10 +79,10 @@ fn serve(
     balanced: ServerId,
 ) -> (ServerId, Option<Outcome>, Option<HeaderValue>) {
     let claim = affinity.claim(&req.headers, req.target, req.client);
-    let decision = affinity.decide(&claim, fleet.view().as_slice(), now);
+    let mut decision = affinity.decide(&claim, fleet.view().as_slice(), now);
     let server = decision.tied().unwrap_or(balanced);
     let route = ROUTES[usize::from(server.0)];
-    let set_cookie = affinity.record(&decision, server, route, true, now);
+    let set_cookie = affinity.record(&mut decision, server, route, true, now);
     (server, decision.outcome(), set_cookie)
 }
 
@@ -159,10 +159,33 @@ fn a_failed_connection_moves_the_tie() {
     assert_eq!((decision.tied(), decision.outcome()), (Some(A), Some(Hit)));
     aff.fail_over(&mut decision);
     assert_eq!((decision.tied(), decision.outcome()), (None, Some(Moved)));
-    let set = aff.record(&decision, C, "app03", false, t).unwrap();
+    let set = aff.record(&mut decision, C, "app03", false, t).unwrap();
     assert_eq!(set, "BERTH=app03; Path=/; HttpOnly; SameSite=Lax");
     assert_eq!((aff.stats().hit, aff.stats().moved), (0, 1));
     assert_eq!(aff.server(A).last_tied, None, "it never reached A");
+}
+
+#[test]
+fn a_request_sent_elsewhere_than_its_tie_is_moved() {
+    let (aff, t) = affinity(AffinityMode::ClientIp, false);
+    let fleet = Fleet::up();
+    let req = request(None);
+    serve(&aff, &req, &fleet, t, A);
+    let claim = aff.claim(&req.headers, req.target, req.client);
+    let mut decision = aff.decide(&claim, fleet.view().as_slice(), t);
+    assert_eq!(decision.tied(), Some(A));
+    assert_eq!(aff.record(&mut decision, B, "app02", false, t), None);
+    assert_eq!((decision.tied(), decision.outcome()), (None, Some(Moved)));
+    assert_eq!(serve(&aff, &req, &fleet, t, C), (B, Some(Hit), None));
+    assert_eq!(
+        (aff.stats().new, aff.stats().moved, aff.stats().hit),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        aff.server(ServerId(999)),
+        Default::default(),
+        "unknown: zeros"
+    );
 }
 
 #[test]
@@ -271,9 +294,9 @@ fn learn_mode_follows_the_app_servers_set_cookie() {
     // No cookie yet: balanced to B, whose response sets one.
     let first = request(None);
     let claim = aff.claim(&first.headers, first.target, first.client);
-    let decision = aff.decide(&claim, fleet.view().as_slice(), t);
+    let mut decision = aff.decide(&claim, fleet.view().as_slice(), t);
     assert_eq!(decision.outcome(), Some(New));
-    assert_eq!(aff.record(&decision, B, "app02", true, t), None);
+    assert_eq!(aff.record(&mut decision, B, "app02", true, t), None);
     let mut response = HeaderMap::new();
     response.insert(
         SET_COOKIE,

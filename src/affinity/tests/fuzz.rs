@@ -195,12 +195,23 @@ fn a_whole_round_never_panics_on_any_request() {
                     })
                     .collect();
                 let claim = aff.claim(&headers, &target, client);
-                let decision = aff.decide(&claim, fleet.as_slice(), now);
+                let mut decision = aff.decide(&claim, fleet.as_slice(), now);
                 if let Some(tied) = decision.tied() {
                     assert!(fleet[usize::from(tied.0)].takes_ties);
                 }
-                let server = decision.tied().unwrap_or(ServerId(rng.below(3) as u16));
-                aff.record(&decision, server, routes[usize::from(server.0)], true, now);
+                // Now and then elsewhere than the tie says (a failed connect).
+                let balanced = ServerId(rng.below(3) as u16);
+                let server = match decision.tied() {
+                    Some(tied) if rng.below(5) != 0 => tied,
+                    _ => balanced,
+                };
+                aff.record(
+                    &mut decision,
+                    server,
+                    routes[usize::from(server.0)],
+                    true,
+                    now,
+                );
                 aff.learn(
                     &decision,
                     &rng.headers(SET_COOKIE),
