@@ -7,15 +7,15 @@
 //! ```text
 //!  request ──claim()──▶ Claim ──decide(pool view, now)──▶ Decision
 //!   headers, target,     the mode's        │
-//!   client address       key(s)            ├─ tied(): Some(server)  → send it there (outcome hit,
-//!                                          │                          or moved back to its own route)
-//!                                          │     └─ connect failed → fail_over() → balance ─┐
-//!                                          └─ tied(): None          → balance (outcome new/moved)
-//!                                                                                            ▼
-//!  response ◀── Set-Cookie (cookie mode) ◀── record(decision, chosen server, now) ◀──────────┘
-//!           ◀── learn(decision, response headers) (learn mode: the app's Set-Cookie)
+//!   client address       key(s)            ├─ tied(): Some(server) → send it there
+//!                                          │     └─ connect failed: balance instead ──┐
+//!                                          └─ tied(): None → balance ─────────────────┤
+//!                                                                                     ▼
+//!  response ◀── Set-Cookie (cookie mode) ◀── record(&mut decision, server it went to, now)
+//!           ◀── learn(decision, response headers)          counts hit / new / moved, notes
+//!               (learn mode: the app's Set-Cookie)         the tied request, writes new ties
 //!
-//!  server down / maint / removed ──purge(server)──▶ every table tie to it stale at once
+//!  server down / maint / removed ──purge(server) / retire(name)──▶ its table ties stale at once
 //!  sweeper task ──sweep(now)──▶ idle entries freed, off the request path
 //! ```
 //!
@@ -30,9 +30,8 @@
 //! Modules: [`extract`] reads ties out of requests and responses and
 //! writes berth's cookie; [`table`] is the bounded, sharded, swept table
 //! with purge by generation (its docs draw it), `shard` one shard's index
-//! and LRU list; `servers` keeps each
-//! server's generation, live tie count and last tied request; `decide`
-//! holds the decision itself.
+//! and LRU list; `servers` keeps each server's generation, live tie count
+//! and last tied request; `decide` holds the decision itself.
 //!
 //! A server is known here only by its [`ServerId`] and what a [`PoolView`]
 //! says of it: whether it still takes ties (up and not in maintenance; a
