@@ -23,6 +23,7 @@
 //! - [`cli`], [`demo`]: the command line.
 
 pub mod accesslog;
+pub mod affinity;
 pub mod balance;
 pub mod cli;
 pub mod config;
