@@ -7,15 +7,16 @@
 //! state, counters, idle connections) lives in atomics or small locks inside
 //! [`Server`].
 //!
-//! A server's *generation* is bumped whenever every tie to it must stop
-//! routing at once (it went down, entered maintenance, or was removed):
-//! affinity entries remember the generation they were made under, so a
-//! purge costs one atomic increment, not a scan of the table.
+//! Each pool owns its [`Affinity`] (mode, table, counters); each server
+//! its [`ServerId`] there. Whenever every tie to a server must stop routing
+//! at once (it went down, entered maintenance, or was removed), the server
+//! purges them through the table, which costs one atomic step, not a scan.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::affinity::{Affinity, PoolView, ServerId};
 use crate::balance::{self, Load, Schedule};
 use crate::config::{self, Balance, Config, ServerAddr};
 use crate::upstream::ConnPool;
@@ -63,6 +64,27 @@ impl Snapshot {
         self.route_pools.get(route).and_then(|&p| self.pools.get(p))
     }
 
+    /// Starts one affinity sweeper per pool: idle ties are freed off the
+    /// request path. Each holds only a `Weak`, so it ends with its pool.
+    pub fn spawn_sweepers(&self) {
+        for pool in &self.pools {
+            let affinity = Arc::downgrade(&pool.affinity);
+            tokio::spawn(async move {
+                loop {
+                    let now = tokio::time::Instant::now();
+                    let Some(affinity) = affinity.upgrade() else {
+                        return;
+                    };
+                    let next = affinity.sweep(now.into_std()).next;
+                    drop(affinity);
+                    let next =
+                        tokio::time::Instant::from_std(next).max(now + Duration::from_secs(1));
+                    tokio::time::sleep_until(next).await;
+                }
+            });
+        }
+    }
+
     pub fn pool(&self, name: &str) -> Option<&Arc<Pool>> {
         self.pools.iter().find(|p| *p.name == *name)
     }
@@ -74,7 +96,7 @@ pub struct Pool {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub retries: u32,
-    pub affinity: config::Affinity,
+    pub affinity: Arc<Affinity>,
     pub health: Option<config::Health>,
     pub servers: Vec<Arc<Server>>,
     primary: Schedule,
@@ -85,10 +107,11 @@ pub struct Pool {
 impl Pool {
     fn build(config: &config::Pool) -> Pool {
         let passive = config.health.is_none();
+        let affinity = Arc::new(Affinity::new(&config.affinity, std::time::Instant::now()));
         let servers: Vec<Arc<Server>> = config
             .servers
             .iter()
-            .map(|s| Arc::new(Server::new(s, passive)))
+            .map(|s| Arc::new(Server::new(s, passive, &affinity, &config.name)))
             .collect();
         let weights = |backup: bool| -> Vec<u32> {
             servers
@@ -102,7 +125,7 @@ impl Pool {
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
             retries: config.retries,
-            affinity: config.affinity.clone(),
+            affinity,
             health: config.health.clone(),
             primary: Schedule::new(&weights(false)),
             backup: Schedule::new(&weights(true)),
@@ -155,6 +178,28 @@ impl Pool {
     }
 }
 
+impl PoolView for Pool {
+    fn server_by_route(&self, route: &[u8]) -> Option<ServerId> {
+        self.servers
+            .iter()
+            .find(|s| s.route.as_bytes() == route)
+            .map(|s| s.affinity_id)
+    }
+
+    fn takes_ties(&self, server: ServerId) -> bool {
+        self.servers
+            .iter()
+            .any(|s| s.affinity_id == server && s.takes_ties())
+    }
+}
+
+impl Pool {
+    /// The index of the server with this affinity id.
+    pub fn server_index(&self, id: ServerId) -> Option<usize> {
+        self.servers.iter().position(|s| s.affinity_id == id)
+    }
+}
+
 /// What an operator set (SPEC §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -173,11 +218,9 @@ pub enum State {
     Maint,
 }
 
-static NEXT_SERVER_ID: AtomicU32 = AtomicU32::new(1);
-
 pub struct Server {
-    /// Stable for the life of this server object; never reused.
-    pub id: u32,
+    /// The server's id in its pool's affinity table (stable per name).
+    pub affinity_id: ServerId,
     pub name: Arc<str>,
     pub route: Arc<str>,
     pub addr: ServerAddr,
@@ -190,7 +233,9 @@ pub struct Server {
     passive: bool,
     up: AtomicBool,
     admin: AtomicU8,
-    generation: AtomicU32,
+    /// The pool's affinity, to purge this server's ties.
+    ties: Arc<Affinity>,
+    pool: Arc<str>,
     removed: AtomicBool,
     /// Passive: connect failures in a row. Active: failed checks in a row.
     failures: AtomicU32,
@@ -200,9 +245,10 @@ pub struct Server {
 }
 
 impl Server {
-    fn new(config: &config::Server, passive: bool) -> Server {
+    fn new(config: &config::Server, passive: bool, ties: &Arc<Affinity>, pool: &str) -> Server {
         Server {
-            id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
+            // A registry of u16 ids: only a pool of 65 536 servers runs out.
+            affinity_id: ties.server_id(&config.name).unwrap_or(ServerId(u16::MAX)),
             name: config.name.as_str().into(),
             route: config.route.as_str().into(),
             addr: config.addr.clone(),
@@ -214,7 +260,8 @@ impl Server {
             passive,
             up: AtomicBool::new(true),
             admin: AtomicU8::new(AdminState::Ready as u8),
-            generation: AtomicU32::new(0),
+            ties: ties.clone(),
+            pool: pool.into(),
             removed: AtomicBool::new(false),
             failures: AtomicU32::new(0),
             passes: AtomicU32::new(0),
@@ -244,11 +291,6 @@ impl Server {
             (AdminState::Drain, true) => State::Drain,
             (AdminState::Ready, true) => State::Up,
         }
-    }
-
-    /// The generation ties to this server must carry to be honoured.
-    pub fn generation(&self) -> u32 {
-        self.generation.load(Ordering::Relaxed)
     }
 
     /// Whether existing ties to this server are honoured: up, not in
@@ -297,13 +339,18 @@ impl Server {
     /// stop at once; requests in flight finish.
     pub fn remove(&self) {
         if !self.removed.swap(true, Ordering::Relaxed) {
-            self.invalidate_ties();
+            let purged = self.ties.retire(&self.name);
+            tracing::info!(pool = %self.pool, server = %self.name, purged, "server removed; its ties dropped");
             self.conns.clear();
         }
     }
 
+    /// Every table tie to this server stops routing now.
     fn invalidate_ties(&self) {
-        self.generation.fetch_add(1, Ordering::Relaxed);
+        let purged = self.ties.purge(self.affinity_id);
+        if purged > 0 {
+            tracing::info!(pool = %self.pool, server = %self.name, purged, "ties purged");
+        }
     }
 
     fn mark_down(&self, pool: &str, reason: &str) {
@@ -418,21 +465,27 @@ mod tests {
     }
 
     #[test]
-    fn ties_are_invalidated_by_down_maint_and_removal_only() {
-        let snap = snapshot("", &[("a", "")]);
-        let server = &snap.pools[0].servers[0];
-        let g0 = server.generation();
+    fn ties_are_purged_by_down_maint_and_removal_only() {
+        let snap = snapshot("affinity = { mode = \"client_ip\" }", &[("a", "")]);
+        let pool = &snap.pools[0];
+        let server = &pool.servers[0];
+        let table = pool.affinity.table();
+        let now = std::time::Instant::now();
+        let tie = |n: u8| table.insert(table.key(&[n]), server.affinity_id, now);
+        tie(1);
         server.set_admin_state(AdminState::Drain, "p");
-        assert_eq!(server.generation(), g0, "drain keeps ties");
+        assert_eq!(table.ties(server.affinity_id), 1, "drain keeps ties");
         server.set_admin_state(AdminState::Maint, "p");
-        let g1 = server.generation();
-        assert!(g1 > g0);
+        assert_eq!(table.ties(server.affinity_id), 0);
         server.set_admin_state(AdminState::Ready, "p");
+        tie(2);
         server.mark_down("p", "test");
-        assert!(server.generation() > g1);
-        let g2 = server.generation();
+        assert_eq!(table.ties(server.affinity_id), 0);
+        server.mark_up("p", "test");
+        tie(3);
         server.remove();
-        assert!(server.generation() > g2 && !server.takes_ties());
+        assert!(!server.takes_ties());
+        assert_eq!(pool.affinity.stats().purged, 3);
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub async fn start(config: Config, certs: Option<CertStore>) -> Result<Running, 
     })?;
     let snapshot = Snapshot::build(config.clone());
     crate::health::spawn(&snapshot);
+    snapshot.spawn_sweepers();
     let shared = Arc::new(Shared {
         snapshot: arc_swap::ArcSwap::from_pointee(snapshot),
         log,

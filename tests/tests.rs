@@ -5,6 +5,7 @@
 
 mod support;
 
+mod affinity;
 mod forwarding;
 mod limits;
 mod streaming;

@@ -6,12 +6,15 @@
 //!      1. check the request     smuggling shapes, head size → 400 / 431
 //!      2. berth's own answers   health_path, redirect_https
 //!      3. route                 host + path prefix → pool        → 404
-//!      4. limit the body        declared size over max_body_bytes → 413
-//!      5. rewrite the head      hop-by-hop out, X-Forwarded-* in, prefix strip
-//!      6. pick a server         balance, connect, retry elsewhere → 502/503/504
-//!      7. send, wait            response_timeout                 → 504
-//!      8. stream the response   headers cleaned, body counted, connection
-//!                               back to the pool at its end
+//!      4. affinity              the request's tie, if it holds (affinity::decide)
+//!      5. limit the body        declared size over max_body_bytes → 413
+//!      6. rewrite the head      hop-by-hop out, X-Forwarded-* in, prefix strip,
+//!                               berth's cookie out
+//!      7. pick a server         the tied one, else balance; connect, retry
+//!                               elsewhere (→ 502/503/504); record the tie
+//!      8. send, wait            response_timeout                 → 504
+//!      9. stream the response   headers cleaned, Set-Cookie for a new tie,
+//!                               body counted, connection back to the pool
 //! ```
 
 pub mod body;
@@ -31,6 +34,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::accesslog::{AccessLog, Entry};
+use crate::affinity::ServerId;
 use crate::config;
 use crate::route;
 use crate::runtime::{Pool, Server, Snapshot};
@@ -146,7 +150,16 @@ async fn forward(
         .ok_or(ProxyError::NoRoute)?;
     entry.pool = Some(pool.name.clone());
 
-    // 4. A declared body over the limit is refused before anything is sent.
+    // 4. Affinity: the request's tie, if it carries one that holds.
+    let now = Instant::now();
+    let mut decision = {
+        let claim = pool
+            .affinity
+            .claim(req.headers(), &target, conn.client.ip());
+        pool.affinity.decide(&claim, pool.as_ref(), now)
+    };
+
+    // 5. A declared body over the limit is refused before anything is sent.
     let declared =
         header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     if let (Some(limit), Some(declared)) = (limits.max_body_bytes, declared) {
@@ -155,7 +168,7 @@ async fn forward(
         }
     }
 
-    // 5. Rewrite the head for the app server.
+    // 6. Rewrite the head for the app server.
     let upgrading = headers::wants_upgrade(req.method(), req.version(), req.headers());
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
@@ -170,6 +183,7 @@ async fn forward(
         authority: authority.as_deref(),
     };
     headers::upstream_request(&mut parts.headers, upgrading, &forwarded);
+    pool.affinity.strip_request(&mut parts.headers);
     let exceeded = Arc::new(AtomicBool::new(false));
     let body = if http_body::Body::is_end_stream(&incoming) {
         RequestBody::empty()
@@ -178,13 +192,21 @@ async fn forward(
     };
     let request = Request::from_parts(parts, body);
 
-    // 6. Pick a server and a connection to it.
-    let (server, upstream) = connect(pool).await?;
+    // 7. The tied server, else a balanced one; record the tie.
+    let (server, upstream) = connect(pool, decision.tied()).await?;
     entry.server = Some(server.name.clone());
+    let set_cookie = pool.affinity.record(
+        &mut decision,
+        server.affinity_id,
+        &server.route,
+        listener.config.tls,
+        now,
+    );
+    entry.outcome = decision.outcome();
     let in_flight = InFlight::new(server.clone());
     server.requests.fetch_add(1, Ordering::Relaxed);
 
-    // 7. Send, and wait for the response head.
+    // 8. Send, and wait for the response head.
     let sent = tokio::time::timeout(
         pool.response_timeout,
         send(pool, &server, upstream, request),
@@ -197,13 +219,23 @@ async fn forward(
         Err(_) => return Err(ProxyError::UpstreamTimeout),
     };
 
-    // 8. Stream the response back.
+    // 9. Stream the response back, with the tie's cookie if it changed.
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
         tunnel(client_upgrade, hyper::upgrade::on(&mut response));
     }
     let (mut parts, incoming) = response.into_parts();
     headers::downstream_response(&mut parts.headers, switching, listener.hsts.as_ref());
+    pool.affinity.learn(
+        &decision,
+        &parts.headers,
+        server.affinity_id,
+        now,
+        SystemTime::now(),
+    );
+    if let Some(cookie) = set_cookie {
+        parts.headers.append(header::SET_COOKIE, cookie);
+    }
     let reusable = (!switching).then_some(sender);
     Ok(Response::from_parts(
         parts,
@@ -211,21 +243,27 @@ async fn forward(
     ))
 }
 
-/// Balances over the pool, connecting to the chosen server; a connect
-/// failure is retried on another server up to `retries` times.
-async fn connect(pool: &Pool) -> Result<(Arc<Server>, Conn), ProxyError> {
+/// Connects to the `tied` server if there is one, else to one the pool
+/// balances to; a connect failure is retried on another (balanced) server
+/// up to `retries` times.
+async fn connect(pool: &Pool, tied: Option<ServerId>) -> Result<(Arc<Server>, Conn), ProxyError> {
     let mut tried = Vec::new();
     let mut last_error = None;
+    let mut next = tied.and_then(|id| pool.server_index(id));
     for _ in 0..=pool.retries {
-        let Some(index) = pool.pick(&tried) else {
+        let Some(index) = next.take().or_else(|| pool.pick(&tried)) else {
             break;
         };
         tried.push(index);
         let Some(server) = pool.servers.get(index) else {
             break;
         };
-        if let Some(conn) = server.conns.checkout() {
-            return Ok((server.clone(), conn));
+        if let Some(mut conn) = server.conns.checkout() {
+            // A kept-alive connection the server closed meanwhile is
+            // replaced by a new one below.
+            if conn.sender.ready().await.is_ok() {
+                return Ok((server.clone(), conn));
+            }
         }
         match upstream::connect(&server.addr, pool.connect_timeout).await {
             Ok(conn) => {

@@ -4,7 +4,11 @@
 //!   echoing the request's path, Host and X-Forwarded-* headers;
 //! - `/upload`: reads the body as it streams, answers `LEN SHA256HEX`;
 //! - `/download?bytes=N`: streams N bytes of a repeating pattern;
-//! - `/slow?ms=N`: answers after N milliseconds.
+//! - `/slow?ms=N`: answers after N milliseconds;
+//! - `/login`: sets the app's own cookie `SID=<name>-<n>` (for `learn`).
+//!
+//! Stopping one (dropping it) closes its listener and every connection it
+//! has open, as a dead app server would.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,29 +30,40 @@ pub struct AppServer {
     /// Requests this server has received.
     pub hits: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppServer {
     pub async fn start(name: &'static str) -> AppServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        AppServer::start_on(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts on `addr`: a stopped server can come back on its address.
+    pub async fn start_on(name: &'static str, addr: SocketAddr) -> AppServer {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let counter = counter.clone();
+                let mut stopped = stopped.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        answer(name, req)
+                        let n = counter.fetch_add(1, Ordering::SeqCst);
+                        answer(name, n, req)
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let connection = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
+                        .with_upgrades();
+                    tokio::select! {
+                        _ = connection => {}
+                        _ = stopped.changed() => {}
+                    }
                 });
             }
         });
@@ -57,6 +72,7 @@ impl AppServer {
             addr,
             hits,
             task,
+            stop,
         }
     }
 
@@ -68,12 +84,17 @@ impl AppServer {
 impl Drop for AppServer {
     fn drop(&mut self) {
         self.task.abort();
+        let _ = self.stop.send(true);
     }
 }
 
 type Body = BoxBody<Bytes, Infallible>;
 
-async fn answer(name: &'static str, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn answer(
+    name: &'static str,
+    n: usize,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let mut seen = Vec::new();
@@ -127,6 +148,12 @@ async fn answer(name: &'static str, req: Request<Incoming>) -> Result<Response<B
     response
         .headers_mut()
         .insert("x-served-by", name.parse().unwrap());
+    if path == "/login" {
+        let cookie = format!("SID={name}-{n}; Path=/; HttpOnly");
+        response
+            .headers_mut()
+            .insert("set-cookie", cookie.parse().unwrap());
+    }
     for (header, value) in seen {
         if let Ok(value) = value.parse() {
             let name = format!("x-seen-{}", header.trim_start_matches("x-seen-"));

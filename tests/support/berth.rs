@@ -29,6 +29,11 @@ impl Berth {
         self.addrs[0]
     }
 
+    /// The running state, for tests that play the operator.
+    pub fn shared(&self) -> &std::sync::Arc<berth::proxy::Shared> {
+        &self.running.as_ref().unwrap().shared
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("logs/access.log")
     }
