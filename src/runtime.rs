@@ -64,19 +64,23 @@ impl Snapshot {
         self.route_pools.get(route).and_then(|&p| self.pools.get(p))
     }
 
-    /// Starts one affinity sweeper per pool: idle ties are freed off the
-    /// request path. Each holds only a `Weak`, so it ends with its pool.
+    /// Starts one housekeeping task per pool: idle ties are freed off the
+    /// request path, and quiet draining servers reported. Each holds only
+    /// a `Weak`, so it ends with its pool. It wakes at least once a second.
     pub fn spawn_sweepers(&self) {
         for pool in &self.pools {
             let affinity = Arc::downgrade(&pool.affinity);
+            let drain_quiet = pool.drain_quiet;
+            let pool = Arc::downgrade(pool);
             tokio::spawn(async move {
                 loop {
                     let now = tokio::time::Instant::now();
-                    let Some(affinity) = affinity.upgrade() else {
+                    let (Some(affinity), Some(pool)) = (affinity.upgrade(), pool.upgrade()) else {
                         return;
                     };
                     let next = affinity.sweep(now.into_std()).next;
-                    drop(affinity);
+                    pool.log_drained(drain_quiet);
+                    drop((affinity, pool));
                     let next =
                         tokio::time::Instant::from_std(next).max(now + Duration::from_secs(1));
                     tokio::time::sleep_until(next).await;
@@ -97,6 +101,7 @@ pub struct Pool {
     pub response_timeout: Duration,
     pub retries: u32,
     pub affinity: Arc<Affinity>,
+    pub drain_quiet: Duration,
     pub health: Option<config::Health>,
     pub servers: Vec<Arc<Server>>,
     primary: Schedule,
@@ -125,6 +130,7 @@ impl Pool {
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
             retries: config.retries,
+            drain_quiet: config.affinity.drain_quiet,
             affinity,
             health: config.health.clone(),
             primary: Schedule::new(&weights(false)),
@@ -242,6 +248,10 @@ pub struct Server {
     /// Active: passed checks in a row.
     passes: AtomicU32,
     down_at_ms: AtomicU64,
+    /// When the operator last put it in drain (clock ms), and whether the
+    /// `drained` line has been logged since.
+    drain_since_ms: AtomicU64,
+    drained_logged: AtomicBool,
 }
 
 impl Server {
@@ -266,6 +276,8 @@ impl Server {
             failures: AtomicU32::new(0),
             passes: AtomicU32::new(0),
             down_at_ms: AtomicU64::new(0),
+            drain_since_ms: AtomicU64::new(0),
+            drained_logged: AtomicBool::new(false),
         }
     }
 
@@ -328,6 +340,10 @@ impl Server {
     pub fn set_admin_state(&self, state: AdminState, pool: &str) {
         let before = self.admin.swap(state as u8, Ordering::Relaxed);
         if before != state as u8 {
+            if state == AdminState::Drain {
+                self.drain_since_ms.store(clock_ms(), Ordering::Relaxed);
+                self.drained_logged.store(false, Ordering::Relaxed);
+            }
             if state == AdminState::Maint {
                 self.invalidate_ties();
             }
@@ -411,11 +427,57 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Whether a server in drain has had no request in flight and no tied
+    /// request for `quiet`, counted from the drain or the last tied request
+    /// after it (SPEC §5). `last_tied_ms` and `now_ms` are on [`clock_ms`].
+    fn is_drained(&self, last_tied_ms: Option<u64>, now_ms: u64, quiet: Duration) -> bool {
+        if self.admin_state() != AdminState::Drain || self.in_flight.load(Ordering::Relaxed) > 0 {
+            return false;
+        }
+        let since = self
+            .drain_since_ms
+            .load(Ordering::Relaxed)
+            .max(last_tied_ms.unwrap_or(0));
+        now_ms.saturating_sub(since) >= u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Pool {
+    /// Logs, once per drain, each draining server that has gone quiet, so
+    /// an operator knows it can be stopped.
+    pub fn log_drained(&self, quiet: Duration) {
+        let now = clock_ms();
+        for server in &self.servers {
+            let last_tied = self
+                .affinity
+                .server(server.affinity_id)
+                .last_tied
+                .map(clock_ms_at);
+            if server.is_drained(last_tied, now, quiet)
+                && !server.drained_logged.swap(true, Ordering::Relaxed)
+            {
+                tracing::info!(
+                    pool = %self.name,
+                    server = %server.name,
+                    quiet = ?quiet,
+                    "server drained: no request in flight and none tied to it; it can be stopped"
+                );
+            }
+        }
+    }
+}
+
+static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 /// Milliseconds on a monotonic clock shared by the process.
 fn clock_ms() -> u64 {
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    clock_ms_at(std::time::Instant::now())
+}
+
+fn clock_ms_at(instant: std::time::Instant) -> u64 {
     let epoch = *EPOCH.get_or_init(std::time::Instant::now);
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(instant.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -486,6 +548,26 @@ mod tests {
         server.remove();
         assert!(!server.takes_ties());
         assert_eq!(pool.affinity.stats().purged, 3);
+    }
+
+    #[test]
+    fn drained_after_drain_quiet_without_in_flight_or_tied_requests() {
+        let snap = snapshot("", &[("a", "")]);
+        let server = &snap.pools[0].servers[0];
+        let quiet = Duration::from_secs(60);
+        assert!(!server.is_drained(None, u64::MAX, quiet), "not in drain");
+        server.set_admin_state(AdminState::Drain, "p");
+        let since = server.drain_since_ms.load(Ordering::Relaxed);
+        assert!(!server.is_drained(None, since + 59_999, quiet));
+        assert!(server.is_drained(None, since + 60_000, quiet));
+        // A tied request after the drain starts the count again.
+        assert!(!server.is_drained(Some(since + 30_000), since + 60_000, quiet));
+        assert!(server.is_drained(Some(since + 30_000), since + 90_000, quiet));
+        server.in_flight.fetch_add(1, Ordering::Relaxed);
+        assert!(
+            !server.is_drained(None, since + 90_000, quiet),
+            "a request in flight"
+        );
     }
 
     #[test]
