@@ -56,8 +56,10 @@ impl Reason {
 pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// One listener's rejections: counters by reason and the log's rate limit.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Rejections {
+    /// The listener's bind address: the `listener` label and log field.
+    listener: SocketAddr,
     counts: [AtomicU64; 5],
     /// When the last line was logged, and how many were left out since.
     /// Held only to read and update these two, never across `.await`.
@@ -71,18 +73,26 @@ struct LogWindow {
 }
 
 impl Rejections {
-    pub fn new() -> Rejections {
-        Rejections::default()
+    pub fn new(listener: SocketAddr) -> Rejections {
+        Rejections {
+            listener,
+            counts: Default::default(),
+            log: Mutex::default(),
+        }
+    }
+
+    pub fn listener(&self) -> SocketAddr {
+        self.listener
     }
 
     /// Counts `rejection` and logs it (rate-limited) at `warn`, with the
     /// listener's bind address and the peer.
-    pub fn record(&self, listener: &str, peer: SocketAddr, rejection: &Rejection) {
+    pub fn record(&self, peer: SocketAddr, rejection: &Rejection) {
         let reason = rejection.kind();
         self.count(reason);
         if let Some(suppressed) = self.may_log(Instant::now()) {
             tracing::warn!(
-                listener,
+                listener = %self.listener,
                 client.addr = %peer,
                 reason = reason.as_str(),
                 suppressed,

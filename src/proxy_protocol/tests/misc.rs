@@ -90,15 +90,12 @@ fn every_rejection_has_its_spec_label() {
 
 #[test]
 fn rejections_are_counted_by_reason() {
-    let rejections = Rejections::new();
+    let rejections = Rejections::new(addr("0.0.0.0:443"));
+    assert_eq!(rejections.listener(), addr("0.0.0.0:443"));
     let peer = addr("10.0.0.1:1234");
-    rejections.record("0.0.0.0:443", peer, &Rejection::Stacked);
-    rejections.record("0.0.0.0:443", peer, &Rejection::Stacked);
-    rejections.record(
-        "0.0.0.0:443",
-        peer,
-        &Rejection::Silent(Duration::from_secs(5)),
-    );
+    rejections.record(peer, &Rejection::Stacked);
+    rejections.record(peer, &Rejection::Stacked);
+    rejections.record(peer, &Rejection::Silent(Duration::from_secs(5)));
     rejections.count(Reason::Crc);
     assert_eq!(rejections.get(Reason::Stacked), 2);
     assert_eq!(rejections.get(Reason::Timeout), 1);
@@ -117,7 +114,7 @@ fn rejections_are_counted_by_reason() {
 
 #[test]
 fn at_most_one_log_line_per_10_seconds() {
-    let rejections = Rejections::new();
+    let rejections = Rejections::new(addr("[::]:443"));
     let start = Instant::now();
     let at = |secs: u64| start + Duration::from_secs(secs);
     assert_eq!(rejections.may_log(at(0)), Some(0));
