@@ -24,6 +24,17 @@
 //! - [`Rejections`] (in `reject.rs`) counts refused connections per reason
 //!   and logs them at most once per 10 s per listener.
 //!
+//! # In the accept path
+//!
+//! On a listener whose `proxy_protocol` is not `off`, before the TLS
+//! handshake: `receive(&mut tcp, peer.ip(), mode, &proxy_from,
+//! HEADER_TIMEOUT)`. On `Err`, [`Rejections::record`] it and drop the
+//! connection: no TLS, no HTTP. On `Ok((header, leftover))`, TLS and hyper
+//! read `Prefixed::new(leftover, tcp)`; [`Header::client`] is the client
+//! address everywhere (access log `%h`, `X-Forwarded-For`, `client_ip`
+//! affinity), [`Header::port`] is `X-Forwarded-Port`, and
+//! [`Header::vpce_id`] becomes `X-Amzn-Vpce-Id`.
+//!
 //! # v1, text (`v1.rs`)
 //!
 //! ```text

@@ -107,7 +107,7 @@ pub async fn read_header<S: AsyncRead + Unpin>(
 ) -> Result<(Header, Bytes), Rejection> {
     let mut buf = BytesMut::new();
     let mut header_len = None;
-    let read = read_both(stream, mode, &mut buf, &mut header_len);
+    let read = read_and_peek(stream, mode, &mut buf, &mut header_len);
     match tokio::time::timeout(timeout, read).await {
         Ok(result) => result,
         Err(_) if header_len.is_some() => Err(Rejection::Silent(timeout)),
@@ -118,7 +118,7 @@ pub async fn read_header<S: AsyncRead + Unpin>(
     }
 }
 
-async fn read_both<S: AsyncRead + Unpin>(
+async fn read_and_peek<S: AsyncRead + Unpin>(
     stream: &mut S,
     mode: ProxyProtocol,
     buf: &mut BytesMut,
