@@ -76,7 +76,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::config::ProxyProtocol;
 
 pub use read::{HEADER_TIMEOUT, Prefixed, Rejection, read_header, receive};
-pub use reject::{Reason, Rejections};
+pub use reject::{LOG_INTERVAL, Reason, Rejections};
 pub use v2::{SIGNATURE as V2_SIGNATURE, crc32c};
 
 /// What a PROXY header says about the connection it precedes.
