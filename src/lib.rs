@@ -31,6 +31,7 @@ pub mod demo;
 pub mod health;
 pub mod listen;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod route;
 pub mod runtime;
 pub mod server;
