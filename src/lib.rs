@@ -16,6 +16,8 @@
 //! - [`runtime`]: the immutable snapshot built from a config (pools, servers).
 //! - [`server`]: start (bind, serve) and the graceful drain.
 //! - [`listen`], [`watch`]: accept loops, per-connection serving, timeouts.
+//! - [`proxy_protocol`]: the L4 balancer's PROXY v1/v2 header, before TLS.
+//! - [`affinity`]: ties of users to servers, the table and its sweeper.
 //! - [`tls`]: certificates from `certs/`, SNI choice, the rustls policy.
 //! - [`proxy`]: the request path; [`route`], [`balance`], [`upstream`] it calls.
 //! - [`health`]: active health checks; passive marking lives in [`runtime`].

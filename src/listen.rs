@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -16,8 +17,9 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::accesslog::Entry;
-use crate::config::{self, Limits};
+use crate::config::{self, Limits, ProxyProtocol};
 use crate::proxy::{self, ConnInfo, ListenerInfo, Shared};
+use crate::proxy_protocol::{self, Prefixed, Rejections};
 use crate::watch::{Activity, Expiry, Watched};
 
 /// Why a listener could not be bound.
@@ -84,6 +86,25 @@ impl Drop for ConnectionGuard {
     }
 }
 
+/// Where a connection really comes from: the PROXY header's client when
+/// there is one, else the peer.
+struct Origin {
+    client: SocketAddr,
+    /// The port the client connected to (`X-Forwarded-Port`).
+    port: u16,
+    vpce_id: Option<http::HeaderValue>,
+}
+
+impl Origin {
+    fn direct(peer: SocketAddr, port: u16) -> Origin {
+        Origin {
+            client: peer,
+            port,
+            vpce_id: None,
+        }
+    }
+}
+
 /// Everything one listener's connections share.
 pub struct Listener {
     pub info: Arc<ListenerInfo>,
@@ -92,6 +113,8 @@ pub struct Listener {
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
     pub connections: Arc<Connections>,
+    /// PROXY headers refused, by reason.
+    pub rejections: Rejections,
 }
 
 impl Listener {
@@ -101,6 +124,7 @@ impl Listener {
         tls: Option<TlsAcceptor>,
         limits: Limits,
     ) -> Listener {
+        let rejections = Rejections::new(config.bind);
         let hsts = config
             .hsts
             .as_deref()
@@ -122,6 +146,7 @@ impl Listener {
             http1,
             http2,
             connections: Arc::default(),
+            rejections,
         }
     }
 }
@@ -167,25 +192,60 @@ pub async fn accept_loop(
 }
 
 async fn connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     listener: &Listener,
     shared: Arc<Shared>,
     close: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    // Behind an L4 balancer: its PROXY header first, before any TLS.
+    let config = &listener.info.config;
+    let (stream, origin) = if config.proxy_protocol == ProxyProtocol::Off {
+        (
+            Prefixed::new(Bytes::new(), stream),
+            Origin::direct(peer, listener.info.port),
+        )
+    } else {
+        let received = proxy_protocol::receive(
+            &mut stream,
+            peer.ip(),
+            config.proxy_protocol,
+            &config.proxy_from,
+            proxy_protocol::HEADER_TIMEOUT,
+        );
+        match received.await {
+            Ok((header, leftover)) => {
+                let origin = Origin {
+                    client: header.client(peer),
+                    port: header.port(listener.info.port),
+                    vpce_id: header
+                        .vpce_id
+                        .as_deref()
+                        .and_then(|id| http::HeaderValue::from_str(id).ok()),
+                };
+                (Prefixed::new(leftover, stream), origin)
+            }
+            Err(rejection) => {
+                listener.rejections.record(peer, &rejection);
+                return;
+            }
+        }
+    };
     let Some(acceptor) = &listener.tls else {
-        return serve(stream, false, peer, listener, shared, close).await;
+        return serve(stream, false, origin, listener, shared, close).await;
     };
     let handshake =
         tokio::time::timeout(listener.limits.header_read_timeout, acceptor.accept(stream));
     match handshake.await {
         Ok(Ok(stream)) => {
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            serve(stream, h2, peer, listener, shared, close).await;
+            serve(stream, h2, origin, listener, shared, close).await;
         }
-        Ok(Err(err)) => tracing::debug!(client.addr = %peer, error = %err, "TLS handshake failed"),
-        Err(_) => tracing::debug!(client.addr = %peer, "TLS handshake timed out"),
+        Ok(Err(err)) => {
+            tracing::debug!(client.addr = %origin.client, error = %err, "TLS handshake failed")
+        }
+        Err(_) => tracing::debug!(client.addr = %origin.client, "TLS handshake timed out"),
     }
 }
 
@@ -194,7 +254,7 @@ async fn connection(
 async fn serve<IO>(
     io: IO,
     h2: bool,
-    peer: SocketAddr,
+    origin: Origin,
     listener: &Listener,
     shared: Arc<Shared>,
     mut close: watch::Receiver<bool>,
@@ -206,8 +266,11 @@ async fn serve<IO>(
         !h2,
         listener.limits.max_header_bytes.max(8192),
     ));
+    let peer = origin.client;
     let conn = Arc::new(ConnInfo {
-        client: peer,
+        client: origin.client,
+        forwarded_port: origin.port,
+        vpce_id: origin.vpce_id,
         listener: listener.info.clone(),
         activity: activity.clone(),
     });

@@ -8,5 +8,6 @@ mod support;
 mod affinity;
 mod forwarding;
 mod limits;
+mod proxy_protocol;
 mod streaming;
 mod tls_sni;

@@ -136,6 +136,8 @@ pub struct Forwarded<'a> {
     /// The request's authority when it did not come as a `Host` header
     /// (HTTP/2 `:authority`, HTTP/1.1 absolute-form).
     pub authority: Option<&'a str>,
+    /// The AWS VPC endpoint id from the PROXY header.
+    pub vpce_id: Option<&'a HeaderValue>,
 }
 
 /// Turns the client's headers into the app server's: hop-by-hop removed,
@@ -146,6 +148,9 @@ pub fn upstream_request(headers: &mut HeaderMap, upgrading: bool, fwd: &Forwarde
     headers.remove(header::EXPECT);
     headers.remove(&X_CLIENT_CERT_SUBJECT);
     headers.remove(&X_AMZN_VPCE_ID);
+    if let Some(vpce_id) = fwd.vpce_id {
+        headers.insert(&X_AMZN_VPCE_ID, vpce_id.clone());
+    }
     if let Some(authority) = fwd.authority {
         if let Ok(value) = HeaderValue::from_str(authority) {
             headers.insert(header::HOST, value);
@@ -292,6 +297,7 @@ mod tests {
             tls: true,
             port: 443,
             authority: None,
+            vpce_id: None,
         };
         upstream_request(&mut map, false, &fwd);
         for gone in [
@@ -325,12 +331,14 @@ mod tests {
             tls: false,
             port: 80,
             authority: Some("h2.example.com"),
+            vpce_id: Some(&HeaderValue::from_static("vpce-1")),
         };
         upstream_request(&mut map, true, &fwd);
         assert_eq!(map["upgrade"], "websocket");
         assert_eq!(map["connection"], "upgrade");
         assert_eq!(map["host"], "h2.example.com");
         assert_eq!(map["x-forwarded-proto"], "http");
+        assert_eq!(map["x-amzn-vpce-id"], "vpce-1");
     }
 
     #[test]

@@ -52,7 +52,13 @@ pub struct ListenerInfo {
 
 /// What every request on one client connection shares.
 pub struct ConnInfo {
+    /// The real client: the PROXY header's source when there is one.
     pub client: SocketAddr,
+    /// The port the client connected to: the PROXY header's destination
+    /// port when it carries addresses, else the listener's.
+    pub forwarded_port: u16,
+    /// The AWS VPC endpoint id from the PROXY header, if any.
+    pub vpce_id: Option<HeaderValue>,
     pub listener: Arc<ListenerInfo>,
     /// The connection's watched activity (idle and head timeouts).
     pub activity: Arc<crate::watch::Activity>,
@@ -179,8 +185,9 @@ async fn forward(
     let forwarded = headers::Forwarded {
         client_ip: conn.client.ip(),
         tls: listener.config.tls,
-        port: listener.port,
+        port: conn.forwarded_port,
         authority: authority.as_deref(),
+        vpce_id: conn.vpce_id.as_ref(),
     };
     headers::upstream_request(&mut parts.headers, upgrading, &forwarded);
     pool.affinity.strip_request(&mut parts.headers);

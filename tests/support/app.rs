@@ -107,6 +107,7 @@ async fn answer(
         "connection",
         "te",
         "x-private",
+        "x-amzn-vpce-id",
         "cookie",
     ] {
         if let Some(value) = req.headers().get(header) {
