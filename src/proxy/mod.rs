@@ -294,16 +294,19 @@ async fn connect(pool: &Pool, tied: Option<ServerId>) -> Result<(Arc<Server>, Co
 
 /// Sends the request. A pooled connection the server closed while it was
 /// idle is replaced by a new one, once: always when the request never left
-/// berth, and for a request without a body even when it did (nothing of a
-/// body can have been consumed).
+/// berth, and when it may have, only for an idempotent request without a
+/// body (sending it again is harmless by definition; anything else that
+/// reached an app server is never resent).
 async fn send(
     pool: &Pool,
     server: &Server,
     mut conn: Conn,
     request: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Sender), ProxyError> {
-    let resend =
-        (conn.reused && http_body::Body::is_end_stream(request.body())).then(|| head_of(&request));
+    let resend = (conn.reused
+        && request.method().is_idempotent()
+        && http_body::Body::is_end_stream(request.body()))
+    .then(|| head_of(&request));
     let mut err = match conn.sender.ready().await {
         Ok(()) => match conn.sender.try_send_request(request).await {
             Ok(response) => return Ok((response, conn.sender)),
