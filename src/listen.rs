@@ -93,6 +93,7 @@ struct Origin {
     /// The port the client connected to (`X-Forwarded-Port`).
     port: u16,
     vpce_id: Option<http::HeaderValue>,
+    client_cert_subject: Option<http::HeaderValue>,
 }
 
 impl Origin {
@@ -101,6 +102,7 @@ impl Origin {
             client: peer,
             port,
             vpce_id: None,
+            client_cert_subject: None,
         }
     }
 }
@@ -219,6 +221,7 @@ async fn connection(
                 let origin = Origin {
                     client: header.client(peer),
                     port: header.port(listener.info.port),
+                    client_cert_subject: None,
                     vpce_id: header
                         .vpce_id
                         .as_deref()
@@ -239,7 +242,14 @@ async fn connection(
         tokio::time::timeout(listener.limits.header_read_timeout, acceptor.accept(stream));
     match handshake.await {
         Ok(Ok(stream)) => {
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let tls = stream.get_ref().1;
+            let h2 = tls.alpn_protocol() == Some(b"h2");
+            // Only verified certificates get here (client_ca on the listener).
+            let subject = tls.peer_certificates().and_then(crate::tls::client_subject);
+            let origin = Origin {
+                client_cert_subject: subject.and_then(|s| http::HeaderValue::from_str(&s).ok()),
+                ..origin
+            };
             serve(stream, h2, origin, listener, shared, close).await;
         }
         Ok(Err(err)) => {
@@ -271,6 +281,7 @@ async fn serve<IO>(
         client: origin.client,
         forwarded_port: origin.port,
         vpce_id: origin.vpce_id,
+        client_cert_subject: origin.client_cert_subject,
         listener: listener.info.clone(),
         activity: activity.clone(),
     });

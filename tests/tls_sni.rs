@@ -47,3 +47,79 @@ async fn sni_picks_the_certificate_and_alpn_the_protocol() {
     );
     berth.stop().await;
 }
+
+/// A client presenting `cert_and_key` (PEM) to berth.
+fn client_with_cert(ca_pem: &str, cert_and_key: &str) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(cert_and_key.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(cert_and_key.as_bytes()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+#[tokio::test]
+async fn verified_client_certificates_name_their_subject_upstream() {
+    let pki = TestPki::new();
+    let app = AppServer::start("app").await;
+    let berth = Berth::builder()
+        .cert("a.pem", pki.leaf_pem(&["www.a.test"]))
+        .cert("clients-ca.pem", pki.ca_pem.clone())
+        .config(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\ntls = true\n\
+             client_ca = \"{certs}/clients-ca.pem\"\nclient_auth = \"required\"\n",
+        )
+        .config("[[route]]\npool = \"web\"\n")
+        .config(&pool("web", &[&app]))
+        .start()
+        .await;
+
+    // With a certificate from the CA: its subject goes upstream, a forged
+    // header does not.
+    let connector = client_with_cert(&pki.ca_pem, &pki.leaf_pem(&["alice"]));
+    let tcp = tokio::net::TcpStream::connect(berth.addr()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("www.a.test").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/")
+        .header("host", "www.a.test")
+        .header("x-client-cert-subject", "CN=mallory")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let answer = crate::support::client::read(sender.send_request(req).await.unwrap()).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("x-seen-x-client-cert-subject"), "CN=alice");
+
+    // Without one, `required` refuses: the request never reaches the app.
+    let anonymous = Client::new(&pki.ca_pem, berth.addr(), "www.a.test", Proto::H1);
+    let tcp = tokio::net::TcpStream::connect(berth.addr()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("www.a.test").unwrap();
+    let refused = match anonymous.connector().connect(name, tcp).await {
+        Err(_) => true,
+        // TLS 1.3: the refusal arrives after the client's handshake ends.
+        Ok(mut tls) => {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+            let mut buf = [0u8; 64];
+            !matches!(tls.read(&mut buf).await, Ok(n) if n > 0)
+        }
+    };
+    assert!(refused, "no client certificate, no service");
+    assert_eq!(app.hits(), 1);
+    berth.stop().await;
+}

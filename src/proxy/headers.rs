@@ -138,6 +138,8 @@ pub struct Forwarded<'a> {
     pub authority: Option<&'a str>,
     /// The AWS VPC endpoint id from the PROXY header.
     pub vpce_id: Option<&'a HeaderValue>,
+    /// The verified client certificate's subject, if any.
+    pub client_cert_subject: Option<&'a HeaderValue>,
 }
 
 /// Turns the client's headers into the app server's: hop-by-hop removed,
@@ -147,6 +149,9 @@ pub fn upstream_request(headers: &mut HeaderMap, upgrading: bool, fwd: &Forwarde
     remove_hop_by_hop(headers, upgrading);
     headers.remove(header::EXPECT);
     headers.remove(&X_CLIENT_CERT_SUBJECT);
+    if let Some(subject) = fwd.client_cert_subject {
+        headers.insert(&X_CLIENT_CERT_SUBJECT, subject.clone());
+    }
     headers.remove(&X_AMZN_VPCE_ID);
     if let Some(vpce_id) = fwd.vpce_id {
         headers.insert(&X_AMZN_VPCE_ID, vpce_id.clone());
@@ -298,6 +303,7 @@ mod tests {
             port: 443,
             authority: None,
             vpce_id: None,
+            client_cert_subject: None,
         };
         upstream_request(&mut map, false, &fwd);
         for gone in [
@@ -332,6 +338,7 @@ mod tests {
             port: 80,
             authority: Some("h2.example.com"),
             vpce_id: Some(&HeaderValue::from_static("vpce-1")),
+            client_cert_subject: Some(&HeaderValue::from_static("CN=alice")),
         };
         upstream_request(&mut map, true, &fwd);
         assert_eq!(map["upgrade"], "websocket");
@@ -339,6 +346,7 @@ mod tests {
         assert_eq!(map["host"], "h2.example.com");
         assert_eq!(map["x-forwarded-proto"], "http");
         assert_eq!(map["x-amzn-vpce-id"], "vpce-1");
+        assert_eq!(map["x-client-cert-subject"], "CN=alice");
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct ConnInfo {
     pub forwarded_port: u16,
     /// The AWS VPC endpoint id from the PROXY header, if any.
     pub vpce_id: Option<HeaderValue>,
+    /// The verified client certificate's subject (`client_ca` listeners).
+    pub client_cert_subject: Option<HeaderValue>,
     pub listener: Arc<ListenerInfo>,
     /// The connection's watched activity (idle and head timeouts).
     pub activity: Arc<crate::watch::Activity>,
@@ -188,6 +190,7 @@ async fn forward(
         port: conn.forwarded_port,
         authority: authority.as_deref(),
         vpce_id: conn.vpce_id.as_ref(),
+        client_cert_subject: conn.client_cert_subject.as_ref(),
     };
     headers::upstream_request(&mut parts.headers, upgrading, &forwarded);
     pool.affinity.strip_request(&mut parts.headers);

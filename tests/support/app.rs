@@ -108,6 +108,7 @@ async fn answer(
         "te",
         "x-private",
         "x-amzn-vpce-id",
+        "x-client-cert-subject",
         "cookie",
     ] {
         if let Some(value) = req.headers().get(header) {

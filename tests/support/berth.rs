@@ -59,7 +59,8 @@ impl Builder {
         self
     }
 
-    /// Listeners, routes and pools.
+    /// Listeners, routes and pools; `{certs}` stands for the certificate
+    /// directory's path.
     pub fn config(mut self, toml: &str) -> Builder {
         self.body.push_str(toml);
         self.body.push('\n');
@@ -86,7 +87,8 @@ impl Builder {
             dir.path().join("state/berth.state").display().to_string(),
             self.global,
             self.body
-        );
+        )
+        .replace("{certs}", &certs.display().to_string());
         let config = berth::config::parse(&text, &dir.path().join("berth.toml"))
             .unwrap_or_else(|problems| panic!("test config refused: {problems:?}\n{text}"));
         let running = server::start(config, None).await?;

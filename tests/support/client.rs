@@ -70,6 +70,10 @@ impl Client {
         }
     }
 
+    pub fn connector(&self) -> &TlsConnector {
+        &self.connector
+    }
+
     /// A TLS connection, handshake done.
     pub async fn tls(&self) -> TlsStream<TcpStream> {
         let tcp = TcpStream::connect(self.addr).await.unwrap();
