@@ -169,7 +169,7 @@ async fn session_suffix_follows_the_route_and_failback_decides_the_return() {
             "JSESSIONID=0F3C7A9E1B2D4C6E8F0A1B2C3D4E5F60.app02",
         )];
 
-        for _ in 0..20 {
+        for _ in 0..50 {
             assert_eq!(get(&client, "/shop", &session).await.text(), "app02");
         }
         let url = get(&client, "/shop;jsessionid=AAAA.app01?x=1", &session).await;
@@ -240,7 +240,7 @@ async fn client_ip_and_header_ties_hold() {
     let berth = start(&pki, "{ mode = \"client_ip\" }", &[(&a, 100), (&b, 100)]).await;
     let client = Client::new(&pki.ca_pem, berth.addr(), "www.a.test", Proto::H2);
     let first = get(&client, "/", &[]).await.text();
-    for _ in 0..20 {
+    for _ in 0..50 {
         assert_eq!(get(&client, "/", &[]).await.text(), first);
     }
     berth.stop().await;
@@ -255,7 +255,7 @@ async fn client_ip_and_header_ties_hold() {
     let mut homes = std::collections::HashSet::new();
     for user in ["alice", "bob", "carol", "dave"] {
         let home = get(&client, "/", &[("x-user", user)]).await.text();
-        for _ in 0..10 {
+        for _ in 0..50 {
             assert_eq!(
                 get(&client, "/", &[("x-user", user)]).await.text(),
                 home,
@@ -287,5 +287,72 @@ async fn new_ties_spread_by_weight_and_drain_takes_none() {
         let fresh = get(&client, "/", &[]).await;
         assert_eq!(fresh.text(), "b", "and takes no new ones");
     }
+    berth.stop().await;
+}
+
+/// Polls `done` every 20 ms until it holds or `secs` pass.
+async fn eventually(secs: u64, done: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    done()
+}
+
+#[tokio::test]
+async fn active_health_checks_take_a_dead_server_out_and_back() {
+    use berth::runtime::State;
+    let pki = TestPki::new();
+    let (a, b) = (AppServer::start("a").await, AppServer::start("b").await);
+    let a_addr = a.addr;
+    let berth = Berth::builder()
+        .cert("a.pem", pki.leaf_pem(&["www.a.test"]))
+        .config(TLS_LISTENER)
+        .config("[[route]]\npool = \"web\"\n")
+        .config(&format!(
+            "[pools.web]\naffinity = {{ mode = \"cookie\" }}\n\
+             health = {{ path = \"/health\", interval = \"100ms\", timeout = \"200ms\", rise = 2, fall = 2 }}\n\
+             [[pools.web.servers]]\nname = \"a\"\naddr = \"{}\"\n[[pools.web.servers]]\nname = \"b\"\naddr = \"{}\"\n",
+            a.addr, b.addr
+        ))
+        .start()
+        .await;
+    let snapshot = berth.shared().snapshot.load_full();
+    let server_a = snapshot.pools[0].servers[0].clone();
+    assert!(
+        eventually(5, || a.hits() >= 2).await,
+        "a is checked every interval"
+    );
+    assert_eq!(server_a.state(), State::Up);
+
+    drop(a);
+    assert!(
+        eventually(5, || server_a.state() == State::Down).await,
+        "two failed checks: down"
+    );
+    let client = Client::new(&pki.ca_pem, berth.addr(), "www.a.test", Proto::H1);
+    for _ in 0..10 {
+        let answer = get(&client, "/", &[("cookie", "BERTH=a")]).await;
+        assert_eq!(
+            (answer.status, answer.text().as_str()),
+            (200, "b"),
+            "a's ties moved, no error"
+        );
+    }
+
+    let a = AppServer::start_on("a", a_addr).await;
+    assert!(
+        eventually(5, || server_a.state() == State::Up).await,
+        "two passed checks: up"
+    );
+    assert_eq!(
+        get(&client, "/", &[("cookie", "BERTH=a")]).await.text(),
+        "a",
+        "a cookie tie to it holds again"
+    );
+    drop(a);
     berth.stop().await;
 }
