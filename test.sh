@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of berth, in one command:
 #   1. installs the outside tools that are missing (curl, openssl, goaccess,
-#      python3) with apt-get;
+#      python3, haproxy) with apt-get;
 #   2. cargo fmt --check, cargo clippy -D warnings, cargo test (unit and
 #      tests/), cargo build --release;
 #   3. integration/run-all.sh against the release binary.
@@ -15,8 +15,9 @@ step() { echo; echo "━━━ $*"; }
 
 # ── 1. outside tools ─────────────────────────────────────────────────────
 missing=()
-for tool in curl openssl goaccess python3; do
-    command -v "$tool" >/dev/null || missing+=("$tool")
+for tool in curl openssl goaccess python3 haproxy; do
+    # haproxy is in /usr/sbin, not always on a user's PATH
+    command -v "$tool" >/dev/null || [[ -x "/usr/sbin/$tool" ]] || missing+=("$tool")
 done
 if ((${#missing[@]} > 0)); then
     step "installing ${missing[*]} with apt-get"

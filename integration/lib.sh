@@ -98,6 +98,21 @@ wait_port() {
     done
 }
 
+# wait_until SECONDS DESC CMD...: polls CMD until it succeeds, for a
+# readiness signal that is not a port (a log line, a file); at the deadline
+# says what it was waiting for and returns 1.
+wait_until() {
+    local limit=$1 desc=$2 deadline=$((SECONDS + $1))
+    shift 2
+    until "$@"; do
+        if ((SECONDS >= deadline)); then
+            echo "gave up after ${limit}s waiting for $desc" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
 # start_bg NAME CMD...: runs CMD in the background, output in $WORK/NAME.log;
 # sets LAST_PID. The EXIT trap kills it if it still runs.
 start_bg() {
