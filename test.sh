@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of berth, in one command:
 #   1. installs the outside tools that are missing (curl, openssl, goaccess,
-#      python3, haproxy) with apt-get;
+#      python3 and its venv module, haproxy, h2load, logrotate,
+#      systemd-analyze) with apt-get;
 #   2. cargo fmt --check, cargo clippy -D warnings, cargo test (unit and
 #      tests/), cargo build --release;
 #   3. integration/run-all.sh against the release binary.
@@ -15,10 +16,14 @@ step() { echo; echo "━━━ $*"; }
 
 # ── 1. outside tools ─────────────────────────────────────────────────────
 missing=()
-for tool in curl openssl goaccess python3 haproxy; do
-    # haproxy is in /usr/sbin, not always on a user's PATH
-    command -v "$tool" >/dev/null || [[ -x "/usr/sbin/$tool" ]] || missing+=("$tool")
+# tool:package, for the tools whose package has another name
+for tool in curl openssl goaccess python3 haproxy h2load:nghttp2-client logrotate \
+    systemd-analyze:systemd; do
+    # haproxy and logrotate are in /usr/sbin, not always on a user's PATH
+    command -v "${tool%%:*}" >/dev/null || [[ -x "/usr/sbin/${tool%%:*}" ]] || missing+=("${tool#*:}")
 done
+# integration/operate.sh makes a venv for the prometheus-client parser
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]} > 0)); then
     step "installing ${missing[*]} with apt-get"
     sudo=()

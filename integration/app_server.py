@@ -10,6 +10,7 @@ Every response carries `X-Served-By: NAME`. Paths:
     /code/NNN           an empty response with status NNN (204, 404, ...); to a
                         POST or PUT, sent before the body is read
     /health             200 ok
+    /delay/MS           waits MS milliseconds, then answers as below (a slow app)
     POST/PUT anything   the body is streamed through sha256; the reply is
                         JSON {"server", "sha256", "length", ...}
     anything else       JSON: which server answered, the path it got, and
@@ -19,6 +20,7 @@ Every response carries `X-Served-By: NAME`. Paths:
 import hashlib
 import json
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -45,6 +47,9 @@ def download_sha256(total):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as berth pools connections
+    # The head and the body go out in two writes: without TCP_NODELAY the
+    # second waits for the peer's delayed ACK (40 ms a request).
+    disable_nagle_algorithm = True
     server_version = "integ-app"
 
     def log_message(self, fmt, *args):  # quiet: the scripts read berth's log
@@ -122,6 +127,9 @@ class Handler(BaseHTTPRequestHandler):
             if status not in (204, 304):
                 self.send_header("Content-Length", "0")
             self.end_headers()
+        elif url.path.startswith("/delay/"):
+            time.sleep(int(url.path[len("/delay/"):]) / 1000)
+            self.reply_json(200, self.echo(), head_only)
         elif url.path == "/health":
             self.send_head(200, 3, "text/plain")
             if not head_only:
@@ -157,6 +165,9 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops connections under load,
+    # which berth would see as connect timeouts.
+    request_queue_size = 1024
 
 
 def main(argv):
