@@ -38,7 +38,7 @@ use crate::affinity::ServerId;
 use crate::config;
 use crate::route;
 use crate::runtime::{Pool, Server, Snapshot};
-use crate::upstream::{self, Conn, Sender};
+use crate::upstream::{Conn, Sender};
 use body::{InFlight, PendingLog, RequestBody, ResponseBody};
 pub use error::ProxyError;
 
@@ -72,6 +72,7 @@ pub struct Shared {
     pub snapshot: arc_swap::ArcSwap<Snapshot>,
     pub log: AccessLog,
     pub draining: AtomicBool,
+    pub counters: Arc<crate::metrics::Counters>,
 }
 
 /// Serves one request: forwards it, or answers it with an error, and makes
@@ -86,8 +87,9 @@ pub async fn handle(
     let raw = conn.activity.head_complete();
     let mut entry = log_entry(&req, &conn, raw.request_line);
     let snapshot = shared.snapshot.load_full();
+    let mut served = None;
     let forwarded = match headers::check_framing(raw.framing) {
-        Ok(()) => forward(&shared, &snapshot, &conn, req, &mut entry).await,
+        Ok(()) => forward(&shared, &snapshot, &conn, req, &mut entry, &mut served).await,
         Err(err) => Err(err),
     };
     let mut response = match forwarded {
@@ -98,9 +100,22 @@ pub async fn handle(
         }
     };
     entry.status = response.status().as_u16();
+    match served {
+        Some(server) => server.codes.count(entry.status),
+        None => shared
+            .counters
+            .unserved(entry.pool.as_deref(), entry.status),
+    }
+    if shared.draining.load(Ordering::Relaxed) && conn.activity.watches_heads() {
+        // Shutting down: HTTP/1.1 clients go elsewhere for their next request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let body = response.body_mut();
     body.set_log(PendingLog {
         log: shared.log.clone(),
+        counters: shared.counters.clone(),
         entry,
         started,
     });
@@ -115,6 +130,7 @@ async fn forward(
     conn: &ConnInfo,
     mut req: Request<Incoming>,
     entry: &mut Entry,
+    served: &mut Option<Arc<Server>>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let config = &snapshot.config;
     let listener = &conn.listener;
@@ -205,6 +221,7 @@ async fn forward(
     // 7. The tied server, else a balanced one; record the tie.
     let (server, upstream) = connect(pool, decision.tied()).await?;
     entry.server = Some(server.name.clone());
+    *served = Some(server.clone());
     let set_cookie = pool.affinity.record(
         &mut decision,
         server.affinity_id,
@@ -275,7 +292,7 @@ async fn connect(pool: &Pool, tied: Option<ServerId>) -> Result<(Arc<Server>, Co
                 return Ok((server.clone(), conn));
             }
         }
-        match upstream::connect(&server.addr, pool.connect_timeout).await {
+        match server.connect(pool.connect_timeout).await {
             Ok(conn) => {
                 server.connect_succeeded(&pool.name);
                 return Ok((server.clone(), conn));
@@ -333,7 +350,8 @@ async fn send_fresh(
     server: &Server,
     request: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Sender), ProxyError> {
-    let mut conn = upstream::connect(&server.addr, pool.connect_timeout)
+    let mut conn = server
+        .connect(pool.connect_timeout)
         .await
         .map_err(ProxyError::UpstreamConnect)?;
     let response = conn
