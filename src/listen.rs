@@ -165,6 +165,7 @@ pub struct Listener {
     max_connections: AtomicUsize,
     stop: watch::Sender<bool>,
     close: watch::Sender<bool>,
+    cut: watch::Sender<bool>,
 }
 
 impl Listener {
@@ -179,6 +180,7 @@ impl Listener {
             max_connections: AtomicUsize::new(max),
             stop: watch::Sender::new(false),
             close: watch::Sender::new(false),
+            cut: watch::Sender::new(false),
         }
     }
 
@@ -218,6 +220,12 @@ impl Listener {
     /// Asks every connection to close once its requests are done.
     pub fn close_connections(&self) {
         self.close.send_replace(true);
+    }
+
+    /// Closes every connection now, requests in flight or not (the end of
+    /// `drain_timeout`).
+    pub fn cut_connections(&self) {
+        self.cut.send_replace(true);
     }
 }
 
@@ -278,19 +286,16 @@ fn spawn_connection(
 ) {
     let guard = ConnectionGuard::new(listener.connections.clone());
     let serving = listener.serving();
-    let rejections = listener.clone();
+    let listener = listener.clone();
     let shared = shared.clone();
     let close = listener.close.subscribe();
+    let mut cut = listener.cut.subscribe();
     tokio::spawn(async move {
-        connection(
-            stream,
-            peer,
-            &serving,
-            &rejections.rejections,
-            shared,
-            close,
-        )
-        .await;
+        let rejections = &listener.rejections;
+        tokio::select! {
+            () = connection(stream, peer, &serving, rejections, shared, close) => {}
+            _ = cut.wait_for(|cut| *cut) => {}
+        }
         drop((permit, guard));
     });
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::accesslog::AccessLog;
 use crate::config::Config;
@@ -176,20 +177,23 @@ impl Running {
         self.control.stop_accepting();
         self.control.close_connections();
         let listeners = self.control.listeners();
-        let all_closed = async {
+        let all_closed = || async {
             for listener in listeners.iter() {
                 listener.connections.all_closed().await;
             }
         };
-        let cut = match tokio::time::timeout(global.drain_timeout, all_closed).await {
+        let cut = match tokio::time::timeout(global.drain_timeout, all_closed()).await {
             Ok(()) => 0,
             Err(_) => self.open_connections(),
         };
         if cut > 0 {
             tracing::warn!(
                 connections = cut,
-                "drain_timeout passed; cutting the remaining connections"
+                "drain_timeout passed; cutting the remaining connections (their requests are logged with 503)"
             );
+            self.control.cut_connections();
+            // Long enough for the cut requests' log lines to be handed over.
+            let _ = tokio::time::timeout(Duration::from_secs(1), all_closed()).await;
         }
         let log = self.shared.log.clone();
         let _ = tokio::task::spawn_blocking(move || log.shutdown()).await;

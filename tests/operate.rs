@@ -578,3 +578,36 @@ async fn metrics_have_every_family_of_the_spec_and_move() {
     assert!(after.ends_with("# EOF\n"));
     berth.stop().await;
 }
+
+#[tokio::test]
+async fn drain_timeout_cuts_what_is_left_and_logs_it() {
+    let pki = TestPki::new();
+    let a = AppServer::start("a").await;
+    let mut berth = start_with_admin(&pki, &[&a], "drain_timeout = \"300ms\"\n").await;
+    let client = Client::new(&pki.ca_pem, berth.addr(), "www.a.test", Proto::H1);
+    let tls = client.tls().await;
+    let slow = tokio::spawn(async move {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get("/slow?ms=5000")
+            .header("host", "www.a.test")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        sender.send_request(req).await
+    });
+    while a.hits() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(berth.begin_stop().await.unwrap(), 1, "one connection cut");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let outcome = slow.await.unwrap();
+    assert!(
+        outcome.is_err(),
+        "the client sees its connection cut: {outcome:?}"
+    );
+    let log = std::fs::read_to_string(berth.log_path()).unwrap();
+    assert!(log.contains("\"GET /slow?ms=5000 HTTP/1.1\" 503 "), "{log}");
+}

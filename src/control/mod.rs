@@ -498,6 +498,13 @@ impl Control {
             listener.close_connections();
         }
     }
+
+    /// Closes every connection now.
+    pub fn cut_connections(&self) {
+        for listener in self.listeners().iter() {
+            listener.cut_connections();
+        }
+    }
 }
 
 fn pool_servers<'c>(config: &'c Config, pool: &str) -> Result<&'c [config::Server], ChangeError> {

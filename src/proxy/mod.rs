@@ -85,13 +85,31 @@ pub async fn handle(
     let started = Instant::now();
     let guard = ConnRequest::new(conn.activity.in_flight.clone());
     let raw = conn.activity.head_complete();
-    let mut entry = log_entry(&req, &conn, raw.request_line);
+    let mut pending = Unanswered {
+        shared: &shared,
+        entry: log_entry(&req, &conn, raw.request_line),
+        started,
+        answered: false,
+    };
     let snapshot = shared.snapshot.load_full();
     let mut served = None;
     let forwarded = match headers::check_framing(raw.framing) {
-        Ok(()) => forward(&shared, &snapshot, &conn, req, &mut entry, &mut served).await,
+        Ok(()) => {
+            forward(
+                &shared,
+                &snapshot,
+                &conn,
+                req,
+                &mut pending.entry,
+                &mut served,
+            )
+            .await
+        }
         Err(err) => Err(err),
     };
+    pending.answered = true;
+    let mut entry = std::mem::replace(&mut pending.entry, Entry::blank());
+    drop(pending);
     let mut response = match forwarded {
         Ok(response) => response,
         Err(err) => {
@@ -121,6 +139,33 @@ pub async fn handle(
     });
     body.set_guard(Box::new(guard));
     Ok(response)
+}
+
+/// A request whose handling may be dropped before it has a response: its
+/// client went away while berth waited for the app server, or the drain
+/// cut its connection. It still gets its access log line, with nginx's 499
+/// ("client closed request") or, when the drain cut it, 503.
+struct Unanswered<'a> {
+    shared: &'a Arc<Shared>,
+    entry: Entry,
+    started: Instant,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let mut entry = std::mem::replace(&mut self.entry, Entry::blank());
+        entry.status = if self.shared.draining.load(Ordering::Relaxed) {
+            503
+        } else {
+            499
+        };
+        entry.duration = self.started.elapsed();
+        self.shared.log.log(entry);
+    }
 }
 
 /// The steps of the request path, in order (see the module docs).
