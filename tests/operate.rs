@@ -201,9 +201,10 @@ async fn run_time_changes_survive_a_restart_and_a_reload() {
     ];
     let berth = start_with_admin(&pki, &[&apps[0], &apps[1]], "").await;
     let api = berth.admin();
+    // By host name: resolved when registered, and every resolve_interval.
     let register = format!(
-        r#"{{"name": "c", "addr": "{}", "weight": 30}}"#,
-        apps[2].addr
+        r#"{{"name": "c", "addr": "localhost:{}", "weight": 30}}"#,
+        apps[2].addr.port()
     );
     for (method, path, body) in [
         ("POST", "/pools/web/servers", register.as_str()),
@@ -217,7 +218,22 @@ async fn run_time_changes_survive_a_restart_and_a_reload() {
         let (code, _, text) = admin(api, method, path, Some(TOKEN), Some(body)).await;
         assert!(code == 200 || code == 201, "{method} {path}: {code} {text}");
     }
-    let before = servers(&status(&berth).await, "web");
+    let now = status(&berth).await;
+    let c = now["pools"]["web"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "c")
+        .unwrap();
+    assert_eq!(c["addr"], format!("localhost:{}", apps[2].addr.port()));
+    assert!(
+        c["resolved"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(apps[2].addr.to_string())),
+        "{c}"
+    );
+    let before = servers(&now, "web");
     assert_eq!(
         before,
         vec![
