@@ -132,7 +132,11 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        match server::start(config, None).await {
+        let options = server::Options {
+            config_path: Some(path.to_path_buf()),
+            certs: None,
+        };
+        match server::start(config, options).await {
             Ok(running) => serve_until_signalled(running).await,
             Err(err) => {
                 eprintln!("error: {err}");
@@ -150,8 +154,9 @@ pub fn build_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime>
     builder.enable_all().build()
 }
 
-/// Waits for signals: SIGUSR1 reopens the access log; SIGTERM or SIGINT
-/// drains and exits 0, and a second one during the drain exits 1 at once.
+/// Waits for signals: SIGHUP reloads the configuration and certificates;
+/// SIGUSR1 reopens the access log; SIGTERM or SIGINT drains and exits 0,
+/// and a second one during the drain exits 1 at once.
 pub async fn serve_until_signalled(running: Running) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
     let signals = (
@@ -173,7 +178,13 @@ pub async fn serve_until_signalled(running: Running) -> ExitCode {
                 running.shared.log.reopen();
             }
             _ = hup.recv() => {
-                tracing::warn!("SIGHUP: configuration reload is not available in this version; restart berth to apply changes");
+                tracing::info!("SIGHUP: reloading");
+                if let Err(errors) = running.control.reload().await {
+                    for error in &errors {
+                        tracing::error!("{error}");
+                    }
+                    tracing::error!(errors = errors.len(), "reload refused; the running configuration stays");
+                }
             }
         }
     }

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use crate::{cli, config, server, tls};
 
 pub const DEMO_ADDR: &str = "127.0.0.1:8443";
+pub const DEMO_ADMIN: &str = "127.0.0.1:9090";
 
 pub fn main() -> ExitCode {
     let runtime = match cli::build_runtime(0) {
@@ -62,7 +63,15 @@ async fn run() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let running = match server::start(config, Some(cert.store)).await {
+    let running = match server::start(
+        config,
+        server::Options {
+            config_path: None,
+            certs: Some(cert.store),
+        },
+    )
+    .await
+    {
         Ok(running) => running,
         Err(err) => {
             eprintln!("error: {err}");
@@ -78,18 +87,27 @@ async fn run() -> ExitCode {
          curl --cacert {ca} --http2 -v https://localhost:8443/hello\n  \
          curl --cacert {ca} https://localhost:8443/berth-health\n  \
          curl --cacert {ca} -d 'some data' https://localhost:8443/upload\n\n\
+         The admin API is on http://{DEMO_ADMIN}:\n\n  \
+         curl http://{DEMO_ADMIN}/status\n  \
+         curl http://{DEMO_ADMIN}/metrics\n  \
+         curl -X PUT -d '{{\"state\":\"drain\"}}' http://{DEMO_ADMIN}/pools/demo/servers/app02   # new sessions go to app01\n  \
+         curl -X POST -d '{{\"name\":\"app03\",\"addr\":\"{}\"}}' http://{DEMO_ADMIN}/pools/demo/servers   # app01 again, as app03\n\n\
          Stop with Ctrl-C.",
-        apps[0], apps[1]
+        apps[0], apps[1], apps[0]
     );
     cli::serve_until_signalled(running).await
 }
 
 fn demo_config(apps: &[SocketAddr]) -> String {
+    // Run-time changes of the demo are kept apart from any real state file.
+    let state = std::env::temp_dir().join(format!("berth-demo-{}.state", std::process::id()));
     format!(
         r#"
 [global]
 access_log = "-"
 log_format = "combined_plus"
+admin = "{DEMO_ADMIN}"
+state_file = {state:?}
 
 [[listener]]
 bind = "{DEMO_ADDR}"
@@ -111,7 +129,9 @@ addr = "{}"
 name = "app02"
 addr = "{}"
 "#,
-        apps[0], apps[1]
+        apps[0],
+        apps[1],
+        state = state.display().to_string(),
     )
 }
 

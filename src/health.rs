@@ -4,42 +4,49 @@
 //! (`fall` failures in a row: down; `rise` passes: up), each logged with
 //! its reason.
 //!
-//! One task per server, holding only a `Weak` reference: when a new
-//! snapshot replaces the server (reload, removal), the task ends by itself.
+//! One task per server, holding only a `Weak` reference: when the server
+//! leaves the configuration, is replaced, or a reload changes the pool's
+//! `health` table (a new task takes over), the task ends by itself.
 
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use http::{Request, header};
 
-use crate::config::{self, ServerAddr};
+use crate::config;
 use crate::proxy::body::RequestBody;
-use crate::runtime::{Server, Snapshot};
+use crate::runtime::Server;
 use crate::upstream;
 
-/// Starts the checks of every pool that has a `health` table.
-pub fn spawn(snapshot: &Snapshot) {
-    for pool in &snapshot.pools {
-        let Some(health) = &pool.health else { continue };
-        for server in &pool.servers {
-            tokio::spawn(check_loop(
-                Arc::downgrade(server),
-                pool.name.clone(),
-                health.clone(),
-            ));
-        }
-    }
+/// Starts checking `server` of `pool` with `health`; a check task started
+/// earlier for it ends at its next tick.
+pub fn spawn(server: &Arc<Server>, pool: &Arc<str>, health: &config::Health) {
+    let epoch = server.health_epoch.fetch_add(1, Ordering::Relaxed) + 1;
+    tokio::spawn(check_loop(
+        Arc::downgrade(server),
+        epoch,
+        pool.clone(),
+        health.clone(),
+    ));
 }
 
-async fn check_loop(server: Weak<Server>, pool: Arc<str>, health: config::Health) {
+async fn check_loop(server: Weak<Server>, epoch: u64, pool: Arc<str>, health: config::Health) {
     let mut interval = tokio::time::interval(health.interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let current = |server: &Server| {
+        server.is_current() && server.health_epoch.load(Ordering::Relaxed) == epoch
+    };
     loop {
         interval.tick().await;
-        let Some(addr) = server.upgrade().map(|s| s.addr.clone()) else {
+        let Some(target) = server.upgrade().filter(|s| current(s)) else {
             return;
         };
-        let result = probe(&addr, &health).await;
-        let Some(server) = server.upgrade() else {
+        let addrs = target.addresses();
+        let host = target.addr.to_string();
+        drop(target);
+        let result = probe(&addrs, &host, &health).await;
+        let Some(server) = server.upgrade().filter(|s| current(s)) else {
             return;
         };
         server.checked(&pool, &health, result);
@@ -47,13 +54,17 @@ async fn check_loop(server: Weak<Server>, pool: Arc<str>, health: config::Health
 }
 
 /// One check: `Ok` for a 2xx or 3xx answer within the timeout, else why not.
-pub async fn probe(addr: &ServerAddr, health: &config::Health) -> Result<(), String> {
+pub async fn probe(
+    addrs: &[SocketAddr],
+    host: &str,
+    health: &config::Health,
+) -> Result<(), String> {
     let check = async {
-        let mut conn = upstream::connect(addr, health.timeout)
+        let mut conn = upstream::connect(addrs, host, health.timeout)
             .await
             .map_err(|e| e.to_string())?;
         let request = Request::get(health.path.as_str())
-            .header(header::HOST, addr.to_string())
+            .header(header::HOST, host)
             .header(
                 header::USER_AGENT,
                 concat!("berth/", env!("CARGO_PKG_VERSION"), " health check"),

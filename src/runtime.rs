@@ -12,14 +12,17 @@
 //! at once (it went down, entered maintenance, or was removed), the server
 //! purges them through the table, which costs one atomic step, not a scan.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use crate::affinity::{Affinity, PoolView, ServerId};
 use crate::balance::{self, Load, Schedule};
 use crate::config::{self, Balance, Config, ServerAddr};
-use crate::upstream::ConnPool;
+use crate::upstream::{self, Conn, ConnPool, ConnectError};
 
 /// Connect failures in a row after which a server without active health
 /// checks is marked down (SPEC §9's default `fall`).
@@ -36,12 +39,49 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The snapshot of `config`, for a first start.
     pub fn build(config: Arc<Config>) -> Snapshot {
+        Snapshot::rebuild(config, None)
+    }
+
+    /// The snapshot of `config`, carrying over from `previous` whatever
+    /// still applies (SPEC §9): a pool keeps its affinity table and ties
+    /// when its affinity mode is unchanged; a server of the same name keeps
+    /// its ties, and when its address, route, backup flag and kind of health
+    /// checking are unchanged too, it is the same [`Server`] (counters,
+    /// health, idle connections, operator state). Servers that are gone
+    /// are retired: their ties dropped, requests in flight finish. Health
+    /// checks, name resolution and housekeeping are started for what is
+    /// new.
+    ///
+    /// Tasks are spawned, so this runs within the tokio runtime.
+    pub fn rebuild(config: Arc<Config>, previous: Option<&Snapshot>) -> Snapshot {
+        let resolve_interval = config.global.resolve_interval;
         let pools: Vec<Arc<Pool>> = config
             .pools
             .iter()
-            .map(|p| Arc::new(Pool::build(p)))
+            .map(|p| {
+                let before = previous.and_then(|prev| prev.pool(&p.name));
+                Arc::new(Pool::build(p, before.map(|b| &**b), resolve_interval))
+            })
             .collect();
+        if let Some(previous) = previous {
+            for old in &previous.pools {
+                let new = pools.iter().find(|p| p.name == old.name);
+                for server in &old.servers {
+                    let kept = new.and_then(|p| p.servers.iter().find(|s| s.name == server.name));
+                    match kept {
+                        Some(kept) if Arc::ptr_eq(kept, server) => {}
+                        // Same name, new address: its ties live on in the
+                        // new server when the table was kept.
+                        Some(_) if new.is_some_and(|p| Arc::ptr_eq(&p.affinity, &old.affinity)) => {
+                            server.replace()
+                        }
+                        _ => server.remove(),
+                    }
+                }
+            }
+        }
         let route_pools = config
             .routes
             .iter()
@@ -52,11 +92,13 @@ impl Snapshot {
                     .unwrap_or(usize::MAX)
             })
             .collect();
-        Snapshot {
+        let snapshot = Snapshot {
             config,
             route_pools,
             pools,
-        }
+        };
+        snapshot.spawn_sweepers();
+        snapshot
     }
 
     /// The pool serving route number `route`.
@@ -65,22 +107,22 @@ impl Snapshot {
     }
 
     /// Starts one housekeeping task per pool: idle ties are freed off the
-    /// request path, and quiet draining servers reported. Each holds only
-    /// a `Weak`, so it ends with its pool. It wakes at least once a second.
-    pub fn spawn_sweepers(&self) {
+    /// request path, and quiet draining servers reported. Each holds only a
+    /// `Weak`, so it ends with its pool (a rebuilt pool gets its own; the
+    /// old one's ends once the last request holding it is done). It wakes
+    /// at least once a second.
+    fn spawn_sweepers(&self) {
         for pool in &self.pools {
-            let affinity = Arc::downgrade(&pool.affinity);
-            let drain_quiet = pool.drain_quiet;
             let pool = Arc::downgrade(pool);
             tokio::spawn(async move {
                 loop {
                     let now = tokio::time::Instant::now();
-                    let (Some(affinity), Some(pool)) = (affinity.upgrade(), pool.upgrade()) else {
+                    let Some(pool) = pool.upgrade() else {
                         return;
                     };
-                    let next = affinity.sweep(now.into_std()).next;
-                    pool.log_drained(drain_quiet);
-                    drop((affinity, pool));
+                    let next = pool.affinity.sweep(now.into_std()).next;
+                    pool.log_drained(pool.drain_quiet);
+                    drop(pool);
                     let next =
                         tokio::time::Instant::from_std(next).max(now + Duration::from_secs(1));
                     tokio::time::sleep_until(next).await;
@@ -110,22 +152,60 @@ pub struct Pool {
 }
 
 impl Pool {
-    fn build(config: &config::Pool) -> Pool {
+    fn build(config: &config::Pool, before: Option<&Pool>, resolve_interval: Duration) -> Pool {
         let passive = config.health.is_none();
-        let affinity = Arc::new(Affinity::new(&config.affinity, std::time::Instant::now()));
+        let now = std::time::Instant::now();
+        let affinity = match before {
+            Some(before) if before.affinity.reconfigure(&config.affinity) => {
+                before.affinity.clone()
+            }
+            Some(_) => {
+                tracing::info!(pool = %config.name, "affinity settings changed: a new table, ties start afresh");
+                Arc::new(Affinity::new(&config.affinity, now))
+            }
+            None => Arc::new(Affinity::new(&config.affinity, now)),
+        };
+        let same_table = before.is_some_and(|b| Arc::ptr_eq(&b.affinity, &affinity));
+        let health_changed = before.is_none_or(|b| b.health != config.health);
+        let name: Arc<str> = config.name.as_str().into();
         let servers: Vec<Arc<Server>> = config
             .servers
             .iter()
-            .map(|s| Arc::new(Server::new(s, passive, &affinity, &config.name)))
+            .map(|s| {
+                let old = before
+                    .filter(|_| same_table)
+                    .and_then(|b| b.servers.iter().find(|old| *old.name == *s.name))
+                    .filter(|old| old.is_same(s, passive));
+                let (server, fresh) = match old {
+                    Some(old) => {
+                        old.set_weight(s.weight);
+                        (old.clone(), false)
+                    }
+                    None => {
+                        let server = Arc::new(Server::new(s, passive, &affinity, &config.name));
+                        (server, true)
+                    }
+                };
+                server
+                    .resolve_every_ms
+                    .store(duration_ms(resolve_interval), Ordering::Relaxed);
+                if fresh {
+                    crate::resolve::spawn(&server);
+                }
+                if let Some(health) = config.health.as_ref().filter(|_| fresh || health_changed) {
+                    crate::health::spawn(&server, &name, health);
+                }
+                server
+            })
             .collect();
         let weights = |backup: bool| -> Vec<u32> {
             servers
                 .iter()
-                .map(|s| if s.backup == backup { s.weight } else { 0 })
+                .map(|s| if s.backup == backup { s.weight() } else { 0 })
                 .collect()
         };
         Pool {
-            name: config.name.as_str().into(),
+            name,
             balance: config.balance,
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
@@ -166,7 +246,7 @@ impl Pool {
                 .filter(|s| s.is_up() && s.takes_new())?;
             Some(Load {
                 in_flight: server.in_flight.load(Ordering::Relaxed) as u64,
-                weight: server.weight,
+                weight: server.weight(),
             })
         };
         let schedule = if backup { &self.backup } else { &self.primary };
@@ -229,12 +309,21 @@ pub struct Server {
     pub affinity_id: ServerId,
     pub name: Arc<str>,
     pub route: Arc<str>,
+    /// As configured; see [`Server::addresses`] for what it resolves to.
     pub addr: ServerAddr,
-    pub weight: u32,
+    weight: AtomicU32,
     pub backup: bool,
+    /// The socket addresses `addr` resolved to last (one for an IP address).
+    resolved: ArcSwap<Vec<SocketAddr>>,
+    /// `resolve_interval`, in milliseconds.
+    pub(crate) resolve_every_ms: AtomicU64,
+    /// Bumped whenever a new health-check task takes over; older ones end.
+    pub(crate) health_epoch: AtomicU64,
     pub conns: ConnPool,
     pub in_flight: AtomicUsize,
     pub requests: AtomicU64,
+    /// Responses by status code (`berth_requests_total`).
+    pub codes: crate::metrics::StatusCounts,
     /// Whether failures are counted from live traffic (no `health` table).
     passive: bool,
     up: AtomicBool,
@@ -243,6 +332,9 @@ pub struct Server {
     ties: Arc<Affinity>,
     pool: Arc<str>,
     removed: AtomicBool,
+    /// Replaced by a new [`Server`] of the same name (another address):
+    /// its tasks end, its ties live on in the new one.
+    replaced: AtomicBool,
     /// Passive: connect failures in a row. Active: failed checks in a row.
     failures: AtomicU32,
     /// Active: passed checks in a row.
@@ -262,23 +354,86 @@ impl Server {
             name: config.name.as_str().into(),
             route: config.route.as_str().into(),
             addr: config.addr.clone(),
-            weight: config.weight,
+            weight: AtomicU32::new(config.weight),
             backup: config.backup,
+            resolved: ArcSwap::from_pointee(match &config.addr {
+                ServerAddr::Ip(addr) => vec![*addr],
+                ServerAddr::Host { .. } => Vec::new(),
+            }),
+            resolve_every_ms: AtomicU64::new(0),
+            health_epoch: AtomicU64::new(0),
             conns: ConnPool::default(),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
+            codes: Default::default(),
             passive,
             up: AtomicBool::new(true),
             admin: AtomicU8::new(AdminState::Ready as u8),
             ties: ties.clone(),
             pool: pool.into(),
             removed: AtomicBool::new(false),
+            replaced: AtomicBool::new(false),
             failures: AtomicU32::new(0),
             passes: AtomicU32::new(0),
             down_at_ms: AtomicU64::new(0),
             drain_since_ms: AtomicU64::new(0),
             drained_logged: AtomicBool::new(false),
         }
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    fn set_weight(&self, weight: u32) {
+        self.weight.store(weight, Ordering::Relaxed);
+    }
+
+    /// Whether this server can stand for `config` in a rebuilt pool:
+    /// everything but the weight is the same.
+    fn is_same(&self, config: &config::Server, passive: bool) -> bool {
+        self.addr == config.addr
+            && *self.route == *config.route
+            && self.backup == config.backup
+            && self.passive == passive
+    }
+
+    /// Whether it is still part of the running configuration: its tasks
+    /// (health checks, name resolution) end when it is not.
+    pub fn is_current(&self) -> bool {
+        !self.removed.load(Ordering::Relaxed) && !self.replaced.load(Ordering::Relaxed)
+    }
+
+    /// Where to connect: the addresses `addr` resolved to last.
+    pub fn addresses(&self) -> Arc<Vec<SocketAddr>> {
+        self.resolved.load_full()
+    }
+
+    /// A new connection to the server within `timeout`.
+    pub async fn connect(&self, timeout: Duration) -> Result<Conn, ConnectError> {
+        let mut addrs = self.addresses();
+        let name = self.addr.to_string();
+        if addrs.is_empty() {
+            // Not resolved yet (just created) or never resolved so far.
+            if let Ok(Ok(found)) =
+                tokio::time::timeout(timeout, crate::resolve::lookup(&name)).await
+            {
+                self.set_addresses(found);
+                addrs = self.addresses();
+            }
+        }
+        upstream::connect(&addrs, &name, timeout).await
+    }
+
+    /// Takes a new resolution of `addr`; returns whether it changed.
+    /// Idle connections to the old addresses are closed.
+    pub fn set_addresses(&self, addresses: Vec<SocketAddr>) -> bool {
+        if **self.resolved.load() == addresses {
+            return false;
+        }
+        self.resolved.store(Arc::new(addresses));
+        self.conns.clear();
+        true
     }
 
     /// Up, as far as health knows.
@@ -308,14 +463,12 @@ impl Server {
     /// Whether existing ties to this server are honoured: up, not in
     /// maintenance, not removed (drain and weight 0 keep their ties).
     pub fn takes_ties(&self) -> bool {
-        self.is_up()
-            && self.admin_state() != AdminState::Maint
-            && !self.removed.load(Ordering::Relaxed)
+        self.is_up() && self.admin_state() != AdminState::Maint && self.is_current()
     }
 
     /// Whether the balancer may give this server new ties.
     pub fn takes_new(&self) -> bool {
-        self.takes_ties() && self.admin_state() == AdminState::Ready && self.weight > 0
+        self.takes_ties() && self.admin_state() == AdminState::Ready && self.weight() > 0
     }
 
     /// A passively marked-down server that has been down long enough lets
@@ -324,7 +477,7 @@ impl Server {
         if !self.passive
             || self.is_up()
             || self.admin_state() != AdminState::Ready
-            || self.weight == 0
+            || self.weight() == 0
         {
             return false;
         }
@@ -357,6 +510,15 @@ impl Server {
         if !self.removed.swap(true, Ordering::Relaxed) {
             let purged = self.ties.retire(&self.name);
             tracing::info!(pool = %self.pool, server = %self.name, purged, "server removed; its ties dropped");
+            self.conns.clear();
+        }
+    }
+
+    /// A server of the same name but another address took its place: it
+    /// takes no new requests, its ties carry over, requests in flight
+    /// finish.
+    fn replace(&self) {
+        if !self.replaced.swap(true, Ordering::Relaxed) {
             self.conns.clear();
         }
     }
@@ -468,6 +630,11 @@ impl Pool {
     }
 }
 
+/// A duration in whole milliseconds, saturating.
+pub fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
 /// Milliseconds on a monotonic clock shared by the process.
@@ -496,6 +663,12 @@ mod tests {
             ));
         }
         let config = crate::config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        // Building spawns the pools' tasks; they need not run here.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
         Snapshot::build(Arc::new(config))
     }
 

@@ -2,15 +2,16 @@
 //! listeners serving traffic, and the graceful drain at the end.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::accesslog::AccessLog;
 use crate::config::Config;
-use crate::listen::{self, Listener};
+use crate::control::state::Overlay;
+use crate::control::{self, Certs, Control, Prepared};
+use crate::listen;
 use crate::proxy::Shared;
 use crate::runtime::Snapshot;
 use crate::tls::{self, CertStore};
@@ -34,28 +35,34 @@ impl StartError {
     }
 }
 
+/// How to start: where the configuration came from (for reloads) and,
+/// for the demo and tests, a fixed certificate store instead of `certs/`.
+#[derive(Default)]
+pub struct Options {
+    pub config_path: Option<PathBuf>,
+    pub certs: Option<CertStore>,
+}
+
 /// A running berth.
 pub struct Running {
     /// The address each configured listener is bound to, in config order
     /// (port 0 in the config is resolved here).
     pub listeners: Vec<SocketAddr>,
+    /// The admin API's address, when `global.admin` is set.
+    pub admin: Option<SocketAddr>,
     pub shared: Arc<Shared>,
-    listener_state: Vec<Arc<Listener>>,
-    stop_accepting: watch::Sender<bool>,
-    close_connections: watch::Sender<bool>,
-    drain_delay: Duration,
-    drain_timeout: Duration,
+    pub control: Arc<Control>,
 }
 
-/// Loads certificates from `config.global.certs` (unless `certs` is given,
-/// as the demo and tests may), binds every listener and starts serving.
-pub async fn start(config: Config, certs: Option<CertStore>) -> Result<Running, StartError> {
-    let config = Arc::new(config);
+/// Loads certificates from `config.global.certs` (unless `options` gives a
+/// store, as the demo and tests may), applies the state file, binds every
+/// listener and the admin API, and starts serving.
+pub async fn start(config: Config, options: Options) -> Result<Running, StartError> {
     let global = &config.global;
     let needs_tls = config.listeners.iter().any(|l| l.tls);
-    let tls_config = if needs_tls {
-        let store = match certs {
-            Some(store) => store,
+    let certs = if needs_tls {
+        let certs = match options.certs {
+            Some(store) => Certs::fixed(store),
             None => {
                 let loaded = tls::load_dir(&global.certs, global.default_cert.as_deref());
                 for problem in &loaded.problems {
@@ -64,16 +71,20 @@ pub async fn start(config: Config, certs: Option<CertStore>) -> Result<Running, 
                         tls::Severity::Warning => tracing::warn!("{problem}"),
                     }
                 }
-                loaded.store
+                Certs::from_dir(
+                    loaded.store,
+                    global.certs.clone(),
+                    global.default_cert.clone(),
+                )
             }
         };
-        if store.is_empty() {
+        if certs.resolver.store().is_empty() {
             return Err(StartError::Config(format!(
                 "no usable certificate in {} for the TLS listeners",
                 global.certs.display()
             )));
         }
-        Some(tls::SniResolver::new(Arc::new(store)))
+        Some(Arc::new(certs))
     } else {
         None
     };
@@ -84,90 +95,72 @@ pub async fn start(config: Config, certs: Option<CertStore>) -> Result<Running, 
             global.access_log
         ))
     })?;
-    let snapshot = Snapshot::build(config.clone());
-    crate::health::spawn(&snapshot);
-    snapshot.spawn_sweepers();
+    let prepared = Prepared::bind(&config, certs.as_ref()).await?;
+    let admin = match global.admin {
+        Some(addr) => {
+            let socket = listen::bind(addr)
+                .await
+                .map_err(|err| StartError::Runtime(format!("admin API: {err}")))?;
+            let local = socket
+                .local_addr()
+                .map_err(|err| StartError::Runtime(err.to_string()))?;
+            Some((socket, local))
+        }
+        None => None,
+    };
+
+    // The configuration, then the state file's run-time changes over it.
+    let (mut overlay, problem) = Overlay::load(&global.state_file);
+    if let Some(problem) = problem {
+        tracing::error!("{problem}");
+    }
+    let base = Arc::new(config);
+    let applied = overlay.apply((*base).clone());
+    for note in &applied.notes {
+        tracing::warn!("{note}");
+    }
+    let snapshot = Snapshot::build(Arc::new(applied.config));
+    control::apply_states(&snapshot, &applied.states);
     let shared = Arc::new(Shared {
         snapshot: arc_swap::ArcSwap::from_pointee(snapshot),
         log,
         draining: false.into(),
+        counters: Arc::default(),
     });
-
-    let mut sockets = Vec::new();
-    for listener in &config.listeners {
-        let socket = listen::bind(listener.bind)
-            .await
-            .map_err(|err| StartError::Runtime(err.to_string()))?;
-        let local = socket
-            .local_addr()
-            .map_err(|err| StartError::Runtime(err.to_string()))?;
-        let tls = match (&tls_config, listener.tls) {
-            (Some(resolver), true) => Some(listener_tls(resolver, listener)?),
-            _ => None,
-        };
-        let state = Arc::new(Listener::new(
-            listener.clone(),
-            local.port(),
-            tls,
-            global.limits,
-        ));
-        sockets.push((socket, local, state));
+    let listeners = prepared.locals();
+    let control = Control::start(
+        shared.clone(),
+        certs.clone(),
+        options.config_path,
+        base.clone(),
+        overlay,
+        prepared,
+    );
+    if let Some(certs) = &certs {
+        control::certwatch::spawn(certs);
     }
-
-    let (stop_accepting, stop_rx) = watch::channel(false);
-    let (close_connections, close_rx) = watch::channel(false);
-    let mut running = Running {
-        listeners: Vec::new(),
-        shared: shared.clone(),
-        listener_state: Vec::new(),
-        stop_accepting,
-        close_connections,
-        drain_delay: global.drain_delay,
-        drain_timeout: global.drain_timeout,
-    };
-    for (socket, local, state) in sockets {
-        tracing::info!(listener = %local, tls = state.tls.is_some(), "listening");
-        running.listeners.push(local);
-        running.listener_state.push(state.clone());
-        tokio::spawn(listen::accept_loop(
+    let admin = admin.map(|(socket, local)| {
+        tracing::info!(admin = %local, "admin API listening");
+        tokio::spawn(control::admin::serve(
             socket,
-            state,
-            shared.clone(),
-            stop_rx.clone(),
-            close_rx.clone(),
+            control.clone(),
+            base.global.admin_token.clone(),
         ));
-    }
-    Ok(running)
-}
-
-/// The TLS acceptor of one listener: the shared certificate resolver, and
-/// the listener's own client-certificate policy.
-fn listener_tls(
-    resolver: &Arc<tls::SniResolver>,
-    listener: &crate::config::Listener,
-) -> Result<tokio_rustls::TlsAcceptor, StartError> {
-    let client_auth = match &listener.client_ca {
-        Some(ca) => {
-            let required = listener.client_auth == crate::config::ClientAuth::Required;
-            let auth = tls::ClientAuth::load(ca, required)
-                .map_err(|err| StartError::Config(format!("listener {}: {err}", listener.bind)))?;
-            Some(auth)
-        }
-        None => None,
-    };
-    let config = tls::server_config(resolver.clone(), client_auth.as_ref()).map_err(|err| {
-        StartError::Config(format!(
-            "listener {}: TLS setup failed: {err}",
-            listener.bind
-        ))
-    })?;
-    Ok(tokio_rustls::TlsAcceptor::from(config))
+        local
+    });
+    Ok(Running {
+        listeners,
+        admin,
+        shared,
+        control,
+    })
 }
 
 impl Running {
     /// Open client connections, across listeners.
     pub fn open_connections(&self) -> usize {
-        self.listener_state
+        self.control
+            .listeners()
             .iter()
             .map(|l| l.connections.open())
             .sum()
@@ -179,23 +172,28 @@ impl Running {
     /// flushed. Returns the number of connections that were cut.
     pub async fn shutdown(self) -> usize {
         self.shared.draining.store(true, Ordering::Relaxed);
-        tokio::time::sleep(self.drain_delay).await;
-        let _ = self.stop_accepting.send(true);
-        let _ = self.close_connections.send(true);
-        let all_closed = async {
-            for listener in &self.listener_state {
+        let global = self.shared.snapshot.load().config.global.clone();
+        tokio::time::sleep(global.drain_delay).await;
+        self.control.stop_accepting();
+        self.control.close_connections();
+        let listeners = self.control.listeners();
+        let all_closed = || async {
+            for listener in listeners.iter() {
                 listener.connections.all_closed().await;
             }
         };
-        let cut = match tokio::time::timeout(self.drain_timeout, all_closed).await {
+        let cut = match tokio::time::timeout(global.drain_timeout, all_closed()).await {
             Ok(()) => 0,
             Err(_) => self.open_connections(),
         };
         if cut > 0 {
             tracing::warn!(
                 connections = cut,
-                "drain_timeout passed; cutting the remaining connections"
+                "drain_timeout passed; cutting the remaining connections (their requests are logged with 503)"
             );
+            self.control.cut_connections();
+            // Long enough for the cut requests' log lines to be handed over.
+            let _ = tokio::time::timeout(Duration::from_secs(1), all_closed()).await;
         }
         let log = self.shared.log.clone();
         let _ = tokio::task::spawn_blocking(move || log.shutdown()).await;

@@ -6,6 +6,7 @@
 //! connection goes back to the pool only once its response body has been
 //! read to the end, which is when hyper can send the next request on it.
 
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,6 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::config::ServerAddr;
 use crate::proxy::body::RequestBody;
 
 /// Idle connections older than this are closed rather than reused: app
@@ -109,15 +109,29 @@ impl ConnPool {
     }
 }
 
-/// Opens a new connection to `addr` within `timeout` (name resolution
-/// included) and performs the HTTP/1.1 handshake.
-pub async fn connect(addr: &ServerAddr, timeout: Duration) -> Result<Conn, ConnectError> {
-    let name = addr.to_string();
+/// Opens a new connection to the first of `addrs` that answers, all within
+/// `timeout`, and performs the HTTP/1.1 handshake. `name` is the address as
+/// configured, for errors.
+pub async fn connect(
+    addrs: &[SocketAddr],
+    name: &str,
+    timeout: Duration,
+) -> Result<Conn, ConnectError> {
+    let name = name.to_owned();
     let stream = tokio::time::timeout(timeout, async {
-        match addr {
-            ServerAddr::Ip(ip) => TcpStream::connect(ip).await,
-            ServerAddr::Host { host, port } => TcpStream::connect((host.as_str(), *port)).await,
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(err) => last = Some(err),
+            }
         }
+        Err(last.unwrap_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the name resolved to no address",
+            )
+        }))
     })
     .await
     .map_err(|_| ConnectError::Timeout { addr: name.clone() })?

@@ -60,6 +60,8 @@ pub struct Activity {
     head_begun: Notify,
     timed_out: AtomicBool,
     reader: Mutex<Option<Waker>>,
+    /// Requests whose head arrived.
+    requests: AtomicU64,
 }
 
 impl Activity {
@@ -80,6 +82,7 @@ impl Activity {
             head_begun: Notify::new(),
             timed_out: AtomicBool::new(false),
             reader: Mutex::new(None),
+            requests: AtomicU64::new(0),
         }
     }
 
@@ -96,6 +99,7 @@ impl Activity {
     /// for a pipelined request or HTTP/2).
     pub fn head_complete(&self) -> RawHead {
         self.head_ms.store(0, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
         if !self.watch_heads {
             return RawHead::default();
         }
@@ -109,6 +113,21 @@ impl Activity {
         };
         head.clear();
         raw
+    }
+
+    /// Whether this is an HTTP/1.x connection (whose heads are watched).
+    pub fn watches_heads(&self) -> bool {
+        self.watch_heads
+    }
+
+    /// Whether closing the connection now would lose nothing: no request
+    /// in flight and no part of a head received. A connection that has
+    /// not had its first request yet is not idle until `grace` after it
+    /// opened: its client has just connected and is about to send.
+    pub fn is_idle(&self, grace: Duration) -> bool {
+        let quiet = self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_ms.load(Ordering::Relaxed) == 0;
+        quiet && (self.requests.load(Ordering::Relaxed) > 0 || self.start.elapsed() >= grace)
     }
 
     /// What arrived of the current head's first line (for a request that

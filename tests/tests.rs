@@ -8,6 +8,7 @@ mod support;
 mod affinity;
 mod forwarding;
 mod limits;
+mod operate;
 mod proxy_protocol;
 mod streaming;
 mod tls_sni;

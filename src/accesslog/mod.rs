@@ -62,6 +62,28 @@ pub struct Entry {
     pub duration: Duration,
 }
 
+impl Entry {
+    /// An entry with nothing in it (a placeholder; never logged).
+    pub fn blank() -> Entry {
+        Entry {
+            client: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            received: SystemTime::UNIX_EPOCH,
+            request_line: None,
+            user: None,
+            status: 0,
+            body_bytes: 0,
+            referer: None,
+            user_agent: None,
+            vhost: None,
+            port: 0,
+            pool: None,
+            server: None,
+            outcome: None,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
 /// The affinity decision for a request, written by `combined_plus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -20,6 +20,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use pool::runtime_server;
 pub use validate::{load, parse};
 
 /// A checked configuration. Every value here has been validated.

@@ -210,3 +210,31 @@ fn token(text: String) -> Result<String, String> {
         ))
     }
 }
+
+/// A server given at run time (the admin API, the state file): the same
+/// checks as in the file. Errors name the field.
+pub fn runtime_server(
+    name: &str,
+    addr: &str,
+    weight: Option<i64>,
+    route: Option<&str>,
+    backup: Option<bool>,
+) -> Result<Server, (&'static str, String)> {
+    let name = id(name.to_owned()).map_err(|e| ("name", e))?;
+    let addr = address::server(addr).map_err(|e| ("addr", e))?;
+    let weight = match weight {
+        None => 100,
+        Some(weight) => within(0, 1000)(weight).map_err(|e| ("weight", e))?,
+    };
+    let route = match route {
+        None => name.clone(),
+        Some(route) => id(route.to_owned()).map_err(|e| ("route", e))?,
+    };
+    Ok(Server {
+        name,
+        addr,
+        weight,
+        route,
+        backup: backup.unwrap_or(false),
+    })
+}

@@ -128,6 +128,7 @@ impl Drop for RequestBody {
 /// response body has been sent.
 pub struct PendingLog {
     pub log: AccessLog,
+    pub counters: Arc<crate::metrics::Counters>,
     pub entry: Entry,
     pub started: Instant,
 }
@@ -251,12 +252,14 @@ impl Drop for ResponseBody {
         }
         if let Some(PendingLog {
             log,
+            counters,
             mut entry,
             started,
         }) = self.log.take()
         {
             entry.body_bytes = self.sent;
             entry.duration = started.elapsed();
+            counters.durations.observe(entry.duration);
             log.log(entry);
         }
     }

@@ -38,7 +38,7 @@ use crate::affinity::ServerId;
 use crate::config;
 use crate::route;
 use crate::runtime::{Pool, Server, Snapshot};
-use crate::upstream::{self, Conn, Sender};
+use crate::upstream::{Conn, Sender};
 use body::{InFlight, PendingLog, RequestBody, ResponseBody};
 pub use error::ProxyError;
 
@@ -72,6 +72,7 @@ pub struct Shared {
     pub snapshot: arc_swap::ArcSwap<Snapshot>,
     pub log: AccessLog,
     pub draining: AtomicBool,
+    pub counters: Arc<crate::metrics::Counters>,
 }
 
 /// Serves one request: forwards it, or answers it with an error, and makes
@@ -84,12 +85,31 @@ pub async fn handle(
     let started = Instant::now();
     let guard = ConnRequest::new(conn.activity.in_flight.clone());
     let raw = conn.activity.head_complete();
-    let mut entry = log_entry(&req, &conn, raw.request_line);
+    let mut pending = Unanswered {
+        shared: &shared,
+        entry: log_entry(&req, &conn, raw.request_line),
+        started,
+        answered: false,
+    };
     let snapshot = shared.snapshot.load_full();
+    let mut served = None;
     let forwarded = match headers::check_framing(raw.framing) {
-        Ok(()) => forward(&shared, &snapshot, &conn, req, &mut entry).await,
+        Ok(()) => {
+            forward(
+                &shared,
+                &snapshot,
+                &conn,
+                req,
+                &mut pending.entry,
+                &mut served,
+            )
+            .await
+        }
         Err(err) => Err(err),
     };
+    pending.answered = true;
+    let mut entry = std::mem::replace(&mut pending.entry, Entry::blank());
+    drop(pending);
     let mut response = match forwarded {
         Ok(response) => response,
         Err(err) => {
@@ -98,14 +118,54 @@ pub async fn handle(
         }
     };
     entry.status = response.status().as_u16();
+    match served {
+        Some(server) => server.codes.count(entry.status),
+        None => shared
+            .counters
+            .unserved(entry.pool.as_deref(), entry.status),
+    }
+    if shared.draining.load(Ordering::Relaxed) && conn.activity.watches_heads() {
+        // Shutting down: HTTP/1.1 clients go elsewhere for their next request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let body = response.body_mut();
     body.set_log(PendingLog {
         log: shared.log.clone(),
+        counters: shared.counters.clone(),
         entry,
         started,
     });
     body.set_guard(Box::new(guard));
     Ok(response)
+}
+
+/// A request whose handling may be dropped before it has a response: its
+/// client went away while berth waited for the app server, or the drain
+/// cut its connection. It still gets its access log line, with nginx's 499
+/// ("client closed request") or, when the drain cut it, 503.
+struct Unanswered<'a> {
+    shared: &'a Arc<Shared>,
+    entry: Entry,
+    started: Instant,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let mut entry = std::mem::replace(&mut self.entry, Entry::blank());
+        entry.status = if self.shared.draining.load(Ordering::Relaxed) {
+            503
+        } else {
+            499
+        };
+        entry.duration = self.started.elapsed();
+        self.shared.log.log(entry);
+    }
 }
 
 /// The steps of the request path, in order (see the module docs).
@@ -115,6 +175,7 @@ async fn forward(
     conn: &ConnInfo,
     mut req: Request<Incoming>,
     entry: &mut Entry,
+    served: &mut Option<Arc<Server>>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let config = &snapshot.config;
     let listener = &conn.listener;
@@ -205,6 +266,7 @@ async fn forward(
     // 7. The tied server, else a balanced one; record the tie.
     let (server, upstream) = connect(pool, decision.tied()).await?;
     entry.server = Some(server.name.clone());
+    *served = Some(server.clone());
     let set_cookie = pool.affinity.record(
         &mut decision,
         server.affinity_id,
@@ -275,7 +337,7 @@ async fn connect(pool: &Pool, tied: Option<ServerId>) -> Result<(Arc<Server>, Co
                 return Ok((server.clone(), conn));
             }
         }
-        match upstream::connect(&server.addr, pool.connect_timeout).await {
+        match server.connect(pool.connect_timeout).await {
             Ok(conn) => {
                 server.connect_succeeded(&pool.name);
                 return Ok((server.clone(), conn));
@@ -333,7 +395,8 @@ async fn send_fresh(
     server: &Server,
     request: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Sender), ProxyError> {
-    let mut conn = upstream::connect(&server.addr, pool.connect_timeout)
+    let mut conn = server
+        .connect(pool.connect_timeout)
         .await
         .map_err(ProxyError::UpstreamConnect)?;
     let response = conn

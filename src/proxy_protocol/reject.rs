@@ -87,7 +87,15 @@ impl Rejections {
 
     /// Counts `rejection` and logs it (rate-limited) at `warn`, with the
     /// listener's bind address and the peer.
+    ///
+    /// A connection closed before its first byte is no rejection: that is a
+    /// TCP health check (an NLB's in TCP mode) or a port probe. It is only
+    /// logged at `debug`.
     pub fn record(&self, peer: SocketAddr, rejection: &Rejection) {
+        if let Rejection::Truncated { received: 0, .. } = rejection {
+            tracing::debug!(listener = %self.listener, client.addr = %peer, "connection closed before any byte");
+            return;
+        }
         let reason = rejection.kind();
         self.count(reason);
         if let Some(suppressed) = self.may_log(Instant::now()) {
@@ -133,5 +141,29 @@ impl Rejections {
                 Some(std::mem::take(&mut window.suppressed))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy_protocol::Rejection;
+
+    #[test]
+    fn a_connection_closed_before_any_byte_is_not_counted() {
+        let rejections = Rejections::new(SocketAddr::from(([127, 0, 0, 1], 443)));
+        let peer = SocketAddr::from(([10, 0, 0, 1], 40000));
+        let probe = Rejection::Truncated {
+            received: 0,
+            source: None,
+        };
+        rejections.record(peer, &probe);
+        assert_eq!(rejections.get(Reason::Malformed), 0);
+        let cut = Rejection::Truncated {
+            received: 3,
+            source: None,
+        };
+        rejections.record(peer, &cut);
+        assert_eq!(rejections.get(Reason::Malformed), 1);
     }
 }

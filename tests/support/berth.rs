@@ -18,6 +18,8 @@ pub struct Builder {
     global: String,
     body: String,
     certs: Vec<(String, String)>,
+    /// A directory to run in instead of a new one (a restart).
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Berth {
@@ -34,20 +36,51 @@ impl Berth {
         &self.running.as_ref().unwrap().shared
     }
 
+    /// Where run-time changes go through (reload, servers).
+    pub fn control(&self) -> &std::sync::Arc<berth::control::Control> {
+        &self.running.as_ref().unwrap().control
+    }
+
+    /// The admin API's address (`admin = "127.0.0.1:0"` in `global`).
+    pub fn admin(&self) -> SocketAddr {
+        self.running
+            .as_ref()
+            .unwrap()
+            .admin
+            .expect("no admin API configured")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("berth.toml")
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("logs/access.log")
     }
 
     /// Drains berth (SPEC §9) and returns the access log's lines.
-    pub async fn stop(mut self) -> Vec<String> {
+    pub async fn stop(self) -> Vec<String> {
+        self.stop_keeping_dir().await.0
+    }
+
+    /// Drains berth and returns the log's lines and its directory, to
+    /// start again in it.
+    pub async fn stop_keeping_dir(mut self) -> (Vec<String>, tempfile::TempDir) {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
         }
-        std::fs::read_to_string(self.log_path())
+        let lines = std::fs::read_to_string(self.log_path())
             .unwrap_or_default()
             .lines()
             .map(str::to_owned)
-            .collect()
+            .collect();
+        (lines, self.dir)
+    }
+
+    /// Starts draining (as SIGTERM does) without waiting for it.
+    pub fn begin_stop(&mut self) -> tokio::task::JoinHandle<usize> {
+        let running = self.running.take().expect("already stopped");
+        tokio::spawn(running.shutdown())
     }
 }
 
@@ -73,10 +106,21 @@ impl Builder {
         self
     }
 
+    /// Runs in `dir`, as a restart of the berth that ran there: same
+    /// certificates, state file and log.
+    pub fn in_dir(mut self, dir: tempfile::TempDir) -> Builder {
+        self.dir = Some(dir);
+        self
+    }
+
     pub async fn try_start(self) -> Result<Berth, server::StartError> {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = match self.dir {
+            Some(dir) => dir,
+            None => tempfile::tempdir().unwrap(),
+        };
         let certs = dir.path().join("certs");
         std::fs::create_dir_all(&certs).unwrap();
+        // (A restart in the same directory finds the files already there.)
         for (name, pem) in &self.certs {
             std::fs::write(certs.join(name), pem).unwrap();
         }
@@ -89,9 +133,15 @@ impl Builder {
             self.body
         )
         .replace("{certs}", &certs.display().to_string());
-        let config = berth::config::parse(&text, &dir.path().join("berth.toml"))
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, &text).unwrap();
+        let config = berth::config::parse(&text, &path)
             .unwrap_or_else(|problems| panic!("test config refused: {problems:?}\n{text}"));
-        let running = server::start(config, None).await?;
+        let options = server::Options {
+            config_path: Some(path),
+            certs: None,
+        };
+        let running = server::start(config, options).await?;
         Ok(Berth {
             dir,
             addrs: running.listeners.clone(),
