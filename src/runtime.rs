@@ -123,8 +123,10 @@ impl Snapshot {
                     let next = pool.affinity.sweep(now.into_std()).next;
                     pool.log_drained(pool.drain_quiet);
                     drop(pool);
+                    // The sooner of the next idle tie and a second from now:
+                    // a drain is checked every second whatever the table holds.
                     let next =
-                        tokio::time::Instant::from_std(next).max(now + Duration::from_secs(1));
+                        tokio::time::Instant::from_std(next).min(now + Duration::from_secs(1));
                     tokio::time::sleep_until(next).await;
                 }
             });
