@@ -273,6 +273,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
     wait_until 5 "/r$r/ to answer from pool side" \
         bash -c '[[ $(curl -sS --max-time 5 --cacert "$1/ca.crt" --resolve "a.test:$2:127.0.0.1" -D - -o /dev/null "https://a.test:$2/r$3/x" | tr -d "\r" | sed -n "s/^x-served-by: //Ip") == side[12] ]]' \
         _ "$WORK" "$TLS_PORT" "$r" || rfail "the new route /r$r/ does not answer"
+    # 127.0.0.1's client_ip tie in pool side survives every reload.
+    side=$(served_by "/r$r/tie")
+    SIDE_TIE=${SIDE_TIE:-$side}
+    [[ "$side" == "$SIDE_TIE" ]] || rfail "the client_ip tie to $SIDE_TIE did not survive the reload: $side"
     prev=$(served_by "/r$((r - 1))/x")
     [[ "$prev" =~ ^(web1|web2|keep1|spare1|spare2)$ ]] || rfail "the old route /r$((r - 1))/ still goes to '$prev'"
     if ((r % 2)); then
@@ -446,10 +450,13 @@ check "berth_connections_active has the TLS listener" \
     test "$(metric berth_connections_active listener="127.0.0.1:$TLS_PORT")" != absent
 expect_eq "berth_log_lines_dropped_total is 0" 0 "$(metric berth_log_lines_dropped_total)"
 
+admin GET /status
 for file in a.test.pem b.test.crt; do
     end=$(openssl x509 -noout -enddate -in "$WORK/certs/$file" | sed 's/^notAfter=//')
     expect_eq "berth_cert_expiry_timestamp_seconds{cert=$file} is its notAfter ($end)" \
         "$(date -u -d "$end" +%s)" "$(metric berth_cert_expiry_timestamp_seconds cert="$file")"
+    expect_eq "/status certificates: $file, not_after" "$(date -u -d "$end" +%Y-%m-%dT%H:%M:%SZ)" \
+        "$(pyq "next((c['not_after'] for c in d['certificates'] if c['file'] == '$file'), 'absent')" <<<"$BODY")"
 done
 
 # Affinity in pool side (client_ip): curl's first request ties 127.0.0.1.
@@ -468,7 +475,7 @@ purged0=$(metric berth_affinity_purged_total pool=side)
 moved0=$(metric berth_affinity_decisions_total pool=side result=moved)
 # The tied app server dies: health checks mark it down.
 if [[ "$tied" == side1 ]]; then kill_pid=$SIDE1_PID; else kill_pid=$SIDE2_PID; fi
-stop_pid "$kill_pid" KILL 5
+stop_pid "$kill_pid" KILL 5 2>/dev/null # (no "Killed" notice)
 check "berth_server_up{pool=side,server=$tied} turns 0 when its app server dies" \
     wait_until 5 "server_up to drop" metric_is 0 berth_server_up pool=side server="$tied"
 check "berth_server_up for the other one stays 1" metric_is 1 berth_server_up pool=side server="$([[ $tied == side1 ]] && echo side2 || echo side1)"
