@@ -173,7 +173,19 @@ persisted_ok() {
     [[ "$got" == "side side3 maint 30;website keeper ready 50;website web2 ready 70;" ]]
 }
 
-berth_log() { cat "$WORK/berth-$TLS_PORT.log"; }
+# Conditions for wait_until.
+log_count() { grep -c -- "$1" "$WORK/berth-$TLS_PORT.log" || :; } # REGEX: lines of berth's log
+log_grew() { (($(log_count "$1") > $2)); }                           # REGEX N: more than N lines
+log_has() { grep -- "$1" "$WORK/berth-$TLS_PORT.log" | grep -q -- "$2"; } # REGEX1 REGEX2 on one line
+route_to_side() { [[ "$(served_by "$1")" =~ ^side[12]$ ]]; }          # PATH
+serves_serial() { [[ "$(serial_served "$1")" == "$2" ]]; }             # NAME SERIAL
+took_requests() { [[ "$(server_field "$1" "$2" requests)" -gt 0 ]]; }  # POOL NAME
+port_closed() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }     # PORT
+in_flight_somewhere() {
+    admin GET /status
+    [[ "$(pyq "sum(s['in_flight'] for p in d['pools'].values() for s in p['servers'])" <<<"$BODY")" -ge 1 ]]
+}
+healthz_is() { [[ "$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/healthz")" == "$1" ]]; }
 
 # metrics: fetches /metrics into $WORK/metrics.txt, its type in MTYPE.
 metrics() {
@@ -227,10 +239,10 @@ admin POST /reload
 expect_eq "POST /reload of a bad config: 400" 400 "$CODE"
 expect_match "it names both errors" 'nosuch.*web1|web1.*nosuch' "$(tr '\n' ' ' <<<"$BODY")"
 expect_match "/r0/ routes to pool side after the refused POST /reload" '^side[12]$' "$(served_by /r0/x)"
-n=$(grep -c nosuch "$WORK/berth-$TLS_PORT.log" || :)
+n=$(log_count nosuch)
 kill -HUP "$BERTH_PID"
 check "berth logs the refused SIGHUP reload" wait_until 5 "berth to log the refused SIGHUP reload" \
-    bash -c "(( \$(grep -c nosuch '$WORK/berth-$TLS_PORT.log') > $n ))"
+    log_grew nosuch "$n"
 expect_match "/r0/ still routes to pool side" '^side[12]$' "$(served_by /r0/x)"
 mv "$WORK/berth.toml.good" "$WORK/berth.toml"
 
@@ -253,7 +265,7 @@ STARTED_PIDS+=("$LOAD_PID")
 CPU0=$(cpu_seconds "$BERTH_PID")
 T0=$SECONDS
 wait_until 10 "the load to reach berth" \
-    bash -c "grep -q ' /load ' '$WORK/logs/access.log' 2>/dev/null"
+    grep -qs ' /load ' "$WORK/logs/access.log"
 
 # ── the rounds ───────────────────────────────────────────────────────────
 CERT_MS=()
@@ -270,9 +282,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     else
         kill -HUP "$BERTH_PID"
     fi
-    wait_until 5 "/r$r/ to answer from pool side" \
-        bash -c '[[ $(curl -sS --max-time 5 --cacert "$1/ca.crt" --resolve "a.test:$2:127.0.0.1" -D - -o /dev/null "https://a.test:$2/r$3/x" | tr -d "\r" | sed -n "s/^x-served-by: //Ip") == side[12] ]]' \
-        _ "$WORK" "$TLS_PORT" "$r" || rfail "the new route /r$r/ does not answer"
+    wait_until 5 "/r$r/ to answer from pool side" route_to_side "/r$r/x" || rfail "the new route /r$r/ does not answer"
     # 127.0.0.1's client_ip tie in pool side survives every reload.
     side=$(served_by "/r$r/tie")
     SIDE_TIE=${SIDE_TIE:-$side}
@@ -284,7 +294,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         [[ "$code" == 200 ]] || rfail "the added listener answers $code"
     else
         wait_until 5 "the removed listener to stop accepting" \
-            bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$EXTRA_PORT) 2>/dev/null" || rfail "the removed listener still accepts"
+            port_closed "$EXTRA_PORT" || rfail "the removed listener still accepts"
     fi
     persisted_ok || rfail "run-time changes lost by the reload: $(servers_summary | tr '\n' ';')"
 
@@ -305,7 +315,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         cat "$WORK/pki/b.test.crt" "$WORK/ca.crt" >"$WORK/certs/b.test.crt"
         cp "$WORK/pki/b.test.key" "$WORK/certs/b.test.key"
     fi
-    if wait_until 5 "$name's new serial $want" bash -c '[[ $(openssl s_client -connect "127.0.0.1:$1" -servername "$2" </dev/null 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) == "serial=$3" ]]' _ "$TLS_PORT" "$name" "$want"; then
+    if wait_until 5 "$name's new serial $want" serves_serial "$name" "$want"; then
         CERT_MS+=($((($(date +%s%N) - t) / 1000000)))
     else
         rfail "$name still served with serial $(serial_served "$name") 5 s after the replacement, not $want"
@@ -314,9 +324,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     # c. a server registered, then deregistered
     admin POST /pools/website/servers "{\"name\":\"reg$r\",\"addr\":\"127.0.0.1:$SPARE1\",\"weight\":100}"
     [[ "$CODE" == 201 ]] || rfail "register reg$r: $CODE $BODY"
-    wait_until 5 "reg$r to take requests" \
-        bash -c '[[ $(curl -sS -H "Authorization: Bearer $1" "http://127.0.0.1:$2/status" | python3 -c "import json,sys; d=json.load(sys.stdin); print(sum(s[\"requests\"] for s in d[\"pools\"][\"website\"][\"servers\"] if s[\"name\"] == sys.argv[1]))" "$3") -gt 0 ]]' \
-        _ "$TOKEN" "$ADMIN_PORT" "reg$r" || rfail "reg$r took no request"
+    wait_until 5 "reg$r to take requests" took_requests website "reg$r" || rfail "reg$r took no request"
     admin DELETE "/pools/website/servers/reg$r"
     [[ "$CODE" == 200 ]] || rfail "deregister reg$r: $CODE $BODY"
     [[ -z "$(server_field website "reg$r" name)" ]] || rfail "reg$r still in /status"
@@ -324,15 +332,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
     # d. a server drained, then removed once berth says it is drained
     admin POST /pools/website/servers "{\"name\":\"drn$r\",\"addr\":\"127.0.0.1:$SPARE2\"}"
     [[ "$CODE" == 201 ]] || rfail "register drn$r: $CODE $BODY"
-    wait_until 5 "drn$r to take requests" \
-        bash -c '[[ $(curl -sS -H "Authorization: Bearer $1" "http://127.0.0.1:$2/status" | python3 -c "import json,sys; d=json.load(sys.stdin); print(sum(s[\"requests\"] for s in d[\"pools\"][\"website\"][\"servers\"] if s[\"name\"] == sys.argv[1]))" "$3") -gt 0 ]]' \
-        _ "$TOKEN" "$ADMIN_PORT" "drn$r" || rfail "drn$r took no request"
+    wait_until 5 "drn$r to take requests" took_requests website "drn$r" || rfail "drn$r took no request"
     admin PUT "/pools/website/servers/drn$r" '{"state":"drain"}'
     [[ "$CODE" == 200 ]] || rfail "drain drn$r: $CODE $BODY"
     state=$(server_field website "drn$r" state)
     [[ "$state" == drain ]] || rfail "drn$r state '$state', not drain"
     wait_until 5 "berth to log drn$r drained" \
-        bash -c "grep 'drained' '$WORK/berth-$TLS_PORT.log' | grep -q 'drn$r\\b'" ||
+        log_has drained "drn$r\\b" ||
         rfail "no 'drained' log line for drn$r; in /status: $(admin GET /status && pyq "[s for s in d['pools']['website']['servers'] if s['name'] == 'drn$r']" <<<"$BODY")"
     admin DELETE "/pools/website/servers/drn$r"
     [[ "$CODE" == 200 ]] || rfail "remove drn$r: $CODE $BODY"
@@ -461,7 +467,7 @@ done
 
 # Affinity in pool side (client_ip): curl's first request ties 127.0.0.1.
 new0=$(metric berth_affinity_decisions_total pool=side result=new)
-tied=$(served_by /r$ROUNDS/a)
+tied=$(served_by "/r$ROUNDS/a")
 hit0=$(metric berth_affinity_decisions_total pool=side result=hit)
 for i in 1 2 3; do
     got=$(served_by "/r$ROUNDS/b$i")
@@ -489,9 +495,7 @@ echo "# SIGTERM during a 3-second request"
 t=$SECONDS
 https_curl -o "$WORK/slow.json" -w '%{http_code}' "https://a.test:$TLS_PORT/delay/3000" >"$WORK/slow.code" 2>&1 &
 SLOW=$!
-wait_until 5 "the slow request to be in flight" \
-    bash -c '[[ $(curl -sS -H "Authorization: Bearer $1" "http://127.0.0.1:$2/status" | python3 -c "import json,sys; d=json.load(sys.stdin); print(sum(s[\"in_flight\"] for p in d[\"pools\"].values() for s in p[\"servers\"]))") -ge 1 ]]' \
-    _ "$TOKEN" "$ADMIN_PORT"
+wait_until 5 "the slow request to be in flight" in_flight_somewhere
 kill -TERM "$BERTH_PID"
 code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/healthz" || :)
 expect_eq "/healthz turns 503 at once" 503 "$code"
@@ -511,11 +515,9 @@ start_berth "$WORK" berth.toml "$TLS_PORT"
 wait_port "$ADMIN_PORT" 10 "$BERTH_PID"
 https_curl -o /dev/null "https://a.test:$TLS_PORT/delay/5000" >/dev/null 2>&1 &
 SLOW=$!
-wait_until 5 "the slow request to be in flight" \
-    bash -c '[[ $(curl -sS -H "Authorization: Bearer $1" "http://127.0.0.1:$2/status" | python3 -c "import json,sys; d=json.load(sys.stdin); print(sum(s[\"in_flight\"] for p in d[\"pools\"].values() for s in p[\"servers\"]))") -ge 1 ]]' \
-    _ "$TOKEN" "$ADMIN_PORT"
+wait_until 5 "the slow request to be in flight" in_flight_somewhere
 kill -TERM "$BERTH_PID"
-wait_until 5 "/healthz to say draining" bash -c "[[ \$(curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.1:$ADMIN_PORT/healthz) == 503 ]]" || :
+wait_until 5 "/healthz to say draining" healthz_is 503 || :
 t=$SECONDS
 stop_pid "$BERTH_PID" TERM 3
 expect_eq "the second SIGTERM: exit 1" 1 "$STOP_STATUS"
