@@ -69,7 +69,7 @@ log_format = "combined_plus"
 admin = "127.0.0.1:$ADMIN_PORT"
 admin_token = "$TOKEN"
 state_file = "state/berth.state"
-drain_delay = "1s"
+drain_delay = "2s"
 drain_timeout = "10s"
 
 [[listener]]
