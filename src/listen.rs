@@ -497,7 +497,6 @@ async fn drive<C: Graceful>(
     let mut closing = false;
     let mut asked_to_close = *close.borrow_and_update();
     let mut timed_out = false;
-    let mut poll = tokio::time::interval(Duration::from_millis(50));
     loop {
         let waiting_to_close = asked_to_close && !closing;
         tokio::select! {
@@ -513,7 +512,7 @@ async fn drive<C: Graceful>(
                 }
             }
             _ = close.changed(), if !asked_to_close => asked_to_close = true,
-            _ = poll.tick(), if waiting_to_close => {}
+            () = tokio::time::sleep(Duration::from_millis(50)), if waiting_to_close => {}
         }
         if asked_to_close && !closing {
             let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
