@@ -5,7 +5,8 @@
 # running the whole time), OPERATE_ROUNDS (default 20) rounds of:
 #   a. a reload that adds a route (and a plain listener on odd rounds,
 #      removed on even ones), by POST /reload and SIGHUP in turns: the new
-#      route answers, the previous one is gone, run-time changes survive;
+#      route answers, the previous one is gone, run-time changes and table
+#      ties survive, the unchanged listeners keep their sockets;
 #   b. a certificate replaced in certs/ (a.test.pem renamed into place, or
 #      b.test.crt + b.test.key overwritten one after the other): openssl
 #      s_client sees the new serial within 5 seconds, without a signal;
@@ -20,8 +21,8 @@
 #      SPEC §8 is there, and each moves when it should;
 #   f. SIGTERM during a 3-second request: it ends 200, berth exits 0, the
 #      request's log line is on disk; a second SIGTERM exits 1 at once.
-# Needs h2load (apt nghttp2-client) and makes a venv for prometheus-client
-# under ~/.cache/berth-integ (BERTH_INTEG_VENV) on first use.
+# Needs h2load (apt nghttp2-client) and ss (iproute2); makes a venv for
+# prometheus-client under ~/.cache/berth-integ (BERTH_INTEG_VENV) on first use.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -185,6 +186,9 @@ in_flight_somewhere() {
     admin GET /status
     [[ "$(pyq "sum(s['in_flight'] for p in d['pools'].values() for s in p['servers'])" <<<"$BODY")" -ge 1 ]]
 }
+# listening_socket PORT: the inode of the socket listening on PORT (a re-bind
+# makes a new one).
+listening_socket() { ss -Hltne "sport = :$1" | grep -o 'ino:[0-9]*' | head -1; }
 healthz_is() { [[ "$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/healthz")" == "$1" ]]; }
 
 # metrics: fetches /metrics into $WORK/metrics.txt, its type in MTYPE.
@@ -268,6 +272,8 @@ wait_until 10 "the load to reach berth" \
     grep -qs ' /load ' "$WORK/logs/access.log"
 
 # ── the rounds ───────────────────────────────────────────────────────────
+SOCKETS=$(listening_socket "$TLS_PORT") SOCKETS+=" $(listening_socket "$PROXY_PORT")"
+expect_match "ss shows the listening sockets" '^ino:[0-9]+ ino:[0-9]+$' "$SOCKETS"
 CERT_MS=()
 round_fail=0
 rfail() { round_fail=$((round_fail + 1)); fail "round $r: $*"; }
@@ -344,6 +350,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
     [[ "$CODE" == 200 ]] || rfail "remove drn$r: $CODE $BODY"
 done
 ((round_fail == 0)) && pass "$ROUNDS rounds of reload, certificate, register, drain under load"
+expect_eq "the unchanged listeners were never re-bound (same sockets)" \
+    "$SOCKETS" "$(listening_socket "$TLS_PORT") $(listening_socket "$PROXY_PORT")"
 
 # ── the load's result ────────────────────────────────────────────────────
 touch "$WORK/load.stop"
