@@ -16,7 +16,8 @@
 # then prints the load's request and error counts and fails on any error.
 # After the loop:
 #   e. a SIGTERM and a start again: /status shows the same servers, states
-#      and weights; a corrupt state file is reported and berth starts;
+#      and weights; a stale state file (its pool gone) and a corrupt one are
+#      reported and berth starts;
 #   g. /metrics parses with prometheus-client's parsers, every metric of
 #      SPEC §8 is there, and each moves when it should;
 #   f. SIGTERM during a 3-second request: it ends 200, berth exits 0, the
@@ -55,8 +56,8 @@ PROXY_PORT=$(free_port)    # PROXY v2 from 127.0.0.1
 UNTRUSTED_PORT=$(free_port) # PROXY v2 from 10.0.0.0/8 only
 EXTRA_PORT=$(free_port)    # a plain listener, there on odd rounds
 
-# write_config ROUND: berth.toml with the route /rROUND/ to pool side, and
-# the extra listener when ROUND is odd.
+# write_config ROUND [noside]: berth.toml with the route /rROUND/ to pool
+# side, and the extra listener when ROUND is odd; with noside, no pool side.
 write_config() {
     local round=$1 extra=""
     if ((round % 2)); then
@@ -123,6 +124,16 @@ addr = "127.0.0.1:$SIDE2"
 name = "side3"
 addr = "127.0.0.1:$NOBODY"
 EOF
+    if [[ "${2:-}" == noside ]]; then
+        python3 - "$WORK/berth.toml.new" <<'PY'
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+text = re.sub(r'\[\[route\]\]\npath_prefix = "/r\d+/"\nstrip_prefix = true\npool = "side"\n', "", text)
+text = text[: text.index("[pools.side]")]
+open(path, "w").write(text)
+PY
+    fi
     mv "$WORK/berth.toml.new" "$WORK/berth.toml"
 }
 
@@ -177,7 +188,7 @@ persisted_ok() {
 # Conditions for wait_until.
 log_count() { grep -c -- "$1" "$WORK/berth-$TLS_PORT.log" || :; } # REGEX: lines of berth's log
 log_grew() { (($(log_count "$1") > $2)); }                           # REGEX N: more than N lines
-log_has() { grep -- "$1" "$WORK/berth-$TLS_PORT.log" | grep -q -- "$2"; } # REGEX1 REGEX2 on one line
+log_has() { grep -E -- "$1" "$WORK/berth-$TLS_PORT.log" | grep -qE -- "$2"; } # REGEX1 REGEX2 on one line
 route_to_side() { [[ "$(served_by "$1")" =~ ^side[12]$ ]]; }          # PATH
 serves_serial() { [[ "$(serial_served "$1")" == "$2" ]]; }             # NAME SERIAL
 took_requests() { [[ "$(server_field "$1" "$2" requests)" -gt 0 ]]; }  # POOL NAME
@@ -397,10 +408,22 @@ if [[ "$BEFORE" == "$AFTER" ]]; then pass "/status: the same servers, states and
 fi
 check "keeper, web2's weight, side3's maint are back" persisted_ok
 
+echo "# a stale state file: its pool side is gone from the config"
+stop_pid "$BERTH_PID" TERM 20
+mv "$WORK/berth-$TLS_PORT.log" "$WORK/berth-run2.log"
+write_config "$ROUNDS" noside
+start_berth "$WORK" berth.toml "$TLS_PORT"
+wait_port "$ADMIN_PORT" 10 "$BERTH_PID"
+check "berth says pool side's run-time changes are dropped" log_has 'side' 'run-time|state'
+expect_eq "website's run-time changes still apply" "website keeper 50;website web2 70;" \
+    "$(servers_summary | grep -E '^website (keeper|web2) ' | awk '{print $1, $2, $6}' | tr '\n' ';')"
+expect_eq "no pool side in /status" "" "$(admin GET /status && pyq "'side' if 'side' in d['pools'] else ''" <<<"$BODY")"
+write_config "$ROUNDS"
+
 echo "# a corrupt state file is reported, and berth starts with its config"
 stop_pid "$BERTH_PID" TERM 20
 printf '{"this is": not a state file\n\x00\xff' >"$WORK/state/berth.state"
-mv "$WORK/berth-$TLS_PORT.log" "$WORK/berth-run2.log"
+mv "$WORK/berth-$TLS_PORT.log" "$WORK/berth-run3.log"
 start_berth "$WORK" berth.toml "$TLS_PORT"
 wait_port "$ADMIN_PORT" 10 "$BERTH_PID"
 check "berth reports the state file" grep -q 'berth.state' "$WORK/berth-$TLS_PORT.log"
@@ -518,7 +541,7 @@ expect_match "the last access log line is that request, on disk" \
     '"GET /delay/3000 HTTP/(1.1|2.0)" 200 ' "$(tail -1 "$WORK/logs/access.log")"
 
 echo "# a second SIGTERM exits at once with 1"
-mv "$WORK/berth-$TLS_PORT.log" "$WORK/berth-run3.log"
+mv "$WORK/berth-$TLS_PORT.log" "$WORK/berth-run4.log"
 start_berth "$WORK" berth.toml "$TLS_PORT"
 wait_port "$ADMIN_PORT" 10 "$BERTH_PID"
 https_curl -o /dev/null "https://a.test:$TLS_PORT/delay/5000" >/dev/null 2>&1 &
