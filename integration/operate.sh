@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Operating berth without restarts (issue 5), against the release binary.
 #
-# Under a steady h2load load through TLS (HTTP/2 and HTTP/1.1 in turns,
-# running the whole time), OPERATE_ROUNDS (default 20) rounds of:
+# First the admin API's answers and token; an invalid config refused by
+# POST /reload and by SIGHUP; in certs/, a broken replacement refused, a
+# file added and one removed, each seen within 5 seconds.
+# Then, under a steady h2load load through TLS (HTTP/2 and HTTP/1.1 in
+# turns, running the whole time), OPERATE_ROUNDS (default 20) rounds of:
 #   a. a reload that adds a route (and a plain listener on odd rounds,
 #      removed on even ones), by POST /reload and SIGHUP in turns: the new
 #      route answers, the previous one is gone, run-time changes and table
@@ -178,6 +181,12 @@ serial_served() {
         openssl x509 -noout -serial 2>/dev/null | sed 's/^serial=//'
 }
 
+# subject_is NAME CN: berth's certificate for SNI NAME is CN's.
+subject_is() {
+    [[ "$(openssl s_client -connect "127.0.0.1:$TLS_PORT" -servername "$1" </dev/null 2>/dev/null |
+        openssl x509 -noout -subject 2>/dev/null)" =~ CN\ ?=\ ?$2$ ]]
+}
+
 # persisted_ok: the run-time changes made at the start are all in /status.
 persisted_ok() {
     local got
@@ -260,6 +269,21 @@ check "berth logs the refused SIGHUP reload" wait_until 5 "berth to log the refu
     log_grew nosuch "$n"
 expect_match "/r0/ still routes to pool side" '^side[12]$' "$(served_by /r0/x)"
 mv "$WORK/berth.toml.good" "$WORK/berth.toml"
+
+echo "# certs/: a broken replacement is refused, a new file is served, a removed one goes"
+good=$(serial_served a.test)
+cp "$WORK/certs/a.test.pem" "$WORK/a.test.pem.good"
+n=$(log_count 'a\.test\.pem')
+printf -- '-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n' >"$WORK/certs/a.test.pem"
+check "berth reports the broken a.test.pem" wait_until 5 "berth to name a.test.pem" log_grew 'a\.test\.pem' "$n"
+expect_eq "a.test keeps its last good certificate" "$good" "$(serial_served a.test)"
+mv "$WORK/a.test.pem.good" "$WORK/certs/a.test.pem"
+make_leaf "$WORK" c.test ec
+cat "$WORK/pki/c.test.crt" "$WORK/pki/c.test.key" >"$WORK/certs/c.test.pem"
+check "an added c.test.pem is served within 5 s" wait_until 5 "c.test's certificate" subject_is c.test c.test
+rm "$WORK/certs/c.test.pem"
+check "once removed, c.test gets the default certificate (a.test.pem) within 5 s" \
+    wait_until 5 "the default certificate for c.test" subject_is c.test a.test
 
 # ── the load ─────────────────────────────────────────────────────────────
 mkdir -p "$WORK/load"
