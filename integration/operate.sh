@@ -239,6 +239,19 @@ expect_eq "/healthz needs no token" 200 "$code"
 hdr=$(curl -sS -D - -o /dev/null "http://127.0.0.1:$ADMIN_PORT/status" | tr -d '\r')
 expect_match "/status without the token: 401 asking for a Bearer token" \
     '^http/1.1 401.*www-authenticate: bearer' "$(tr '\n[:upper:]' ' [:lower:]' <<<"$hdr")"
+code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$ADMIN_PORT/reload")
+expect_eq "POST /reload without the token: 401" 401 "$code"
+code=$(curl -sS -o /dev/null -w '%{http_code}' -X DELETE -H "Authorization: Bearer wrong" \
+    "http://127.0.0.1:$ADMIN_PORT/pools/website/servers/web1")
+expect_eq "DELETE with a wrong token: 401" 401 "$code"
+admin PUT /pools/website/servers/web1 '{"weight":5000}'
+expect_match "weight 5000: 400 naming the field" '^400 .*weight' "$CODE $BODY"
+admin PUT /pools/website/servers/web1 '{"state":"asleep"}'
+expect_match "state asleep: 400 naming the field" '^400 .*state' "$CODE $BODY"
+admin POST /pools/website/servers '{"name":"x",'
+expect_eq "bad JSON: 400" 400 "$CODE"
+check "web1 is still there, ready, weight 100" \
+    test "$(server_field website web1 admin_state) $(server_field website web1 weight)" == "ready 100"
 # The run-time changes that every reload and the restart must keep.
 admin POST /pools/website/servers "{\"name\":\"keeper\",\"addr\":\"127.0.0.1:$KEEP1\",\"weight\":50}"
 expect_eq "register keeper in website" 201 "$CODE"
