@@ -123,10 +123,12 @@ impl Snapshot {
                     let next = pool.affinity.sweep(now.into_std()).next;
                     pool.log_drained(pool.drain_quiet);
                     drop(pool);
-                    // The sooner of the next idle tie and a second from now:
-                    // a drain is checked every second whatever the table holds.
-                    let next =
-                        tokio::time::Instant::from_std(next).min(now + Duration::from_secs(1));
+                    // The sooner of the next idle tie and a second from now
+                    // (a drain is checked every second whatever the table
+                    // holds), but not sooner than 10 ms: a table with much
+                    // to sweep is swept in steps, never in a busy loop.
+                    let next = tokio::time::Instant::from_std(next)
+                        .clamp(now + Duration::from_millis(10), now + Duration::from_secs(1));
                     tokio::time::sleep_until(next).await;
                 }
             });
