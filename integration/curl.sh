@@ -128,10 +128,15 @@ echo "# an app that answers an upload before reading it"
 head -c 65536 /dev/urandom >"$WORK/early-body.bin"
 # /code/401: the stdlib app refuses early; /early/: answers 200 early
 # (curl keeps sending after a 200, so a reset stream would lose the answer).
+# Not /code/401 over HTTP/2: on an early 4xx curl stops its upload and ends
+# the stream short of its own content-length, a protocol error (RFC 9113
+# §8.1.1) that resets the stream whenever it reaches berth before the
+# answer's body has gone out; which comes first is a race of curl's.
 for path in code/401 early/upload; do
     want=${path#code/}
     [[ "$want" == "$path" ]] && want=200
     for http in --http1.1 --http2; do
+        [[ "$path/$http" == code/401/--http2 ]] && continue
         codes=$(for _ in 1 2 3 4 5 6 7 8; do
             https_curl "$http" --data-binary @"$WORK/early-body.bin" -o /dev/null -w '%{http_code} ' \
                 "https://a.test:$TLS_PORT/$path" 2>/dev/null || echo "curl-exit-$? "
