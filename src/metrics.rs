@@ -17,8 +17,10 @@ use std::time::Duration;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
-/// The content type of [`render`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of [`render`]'s OpenMetrics text.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of the classic Prometheus text format (0.0.4).
+pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Status codes 100..=599, one counter each.
 pub struct StatusCounts {
@@ -322,14 +324,43 @@ fn counter(
     encoder.encode_counter::<NoLabelSet, u64, u64>(&value, None)
 }
 
-/// The text of a scrape.
-pub fn render(scrape: Scrape) -> String {
+/// The text of a scrape: OpenMetrics, which Prometheus asks for, or else
+/// the classic text format (0.0.4) that other tools and parsers read.
+pub fn render(scrape: Scrape, openmetrics: bool) -> String {
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(scrape));
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-    text
+    if openmetrics { text } else { classic(&text) }
+}
+
+/// OpenMetrics text as the classic format: a counter family is named with
+/// its `_total` (as its samples are), and `# UNIT` and `# EOF` go.
+fn classic(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(renamed) => out.push_str(&renamed),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -374,7 +405,7 @@ mod tests {
             ..Scrape::default()
         };
         scrape.counters(&Counters::default());
-        let text = render(scrape);
+        let text = render(scrape, true);
         for line in [
             "berth_requests_total{pool=\"web\",server=\"app01\",code=\"200\"} 7",
             "berth_request_duration_seconds_count 0",

@@ -127,8 +127,10 @@ impl Snapshot {
                     // (a drain is checked every second whatever the table
                     // holds), but not sooner than 10 ms: a table with much
                     // to sweep is swept in steps, never in a busy loop.
-                    let next = tokio::time::Instant::from_std(next)
-                        .clamp(now + Duration::from_millis(10), now + Duration::from_secs(1));
+                    let next = tokio::time::Instant::from_std(next).clamp(
+                        now + Duration::from_millis(10),
+                        now + Duration::from_secs(1),
+                    );
                     tokio::time::sleep_until(next).await;
                 }
             });

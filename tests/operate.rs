@@ -549,8 +549,9 @@ async fn metrics_have_every_family_of_the_spec_and_move() {
         "berth_cert_expiry_timestamp_seconds",
         "berth_log_lines_dropped",
     ] {
+        // (Counters are named with their _total in the classic format.)
         assert!(
-            before.contains(&format!("# TYPE {family} ")),
+            before.contains(&format!("# TYPE {family}")),
             "{family}:\n{before}"
         );
     }
@@ -591,7 +592,14 @@ async fn metrics_have_every_family_of_the_spec_and_move() {
         value(&after, "berth_server_up{pool=\"web\",server=\"a\"}"),
         1.0
     );
-    assert!(after.ends_with("# EOF\n"));
+    assert!(
+        after.contains("# TYPE berth_requests_total counter"),
+        "{after}"
+    );
+    assert!(
+        !after.contains("# EOF"),
+        "the classic text format, unless asked"
+    );
     berth.stop().await;
 }
 

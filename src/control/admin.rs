@@ -94,11 +94,23 @@ async fn handle(
         (["status"], &Method::GET) => json_reply(StatusCode::OK, &status::status(control)),
         (["status"], _) => not_allowed("GET"),
         (["metrics"], &Method::GET) => {
-            let text = crate::metrics::render(status::scrape(control));
+            // Prometheus asks for OpenMetrics; anything else gets the
+            // classic text format.
+            let openmetrics = req.headers().get_all(header::ACCEPT).iter().any(|v| {
+                v.as_bytes()
+                    .windows(23)
+                    .any(|w| w == b"application/openmetrics")
+            });
+            let text = crate::metrics::render(status::scrape(control), openmetrics);
+            let content_type = if openmetrics {
+                crate::metrics::OPENMETRICS
+            } else {
+                crate::metrics::TEXT
+            };
             let mut reply = Response::new(Full::new(Bytes::from(text)));
             reply.headers_mut().insert(
                 header::CONTENT_TYPE,
-                header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                header::HeaderValue::from_static(content_type),
             );
             reply
         }
