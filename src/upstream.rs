@@ -109,6 +109,13 @@ impl ConnPool {
     }
 }
 
+/// The most an upstream connection buffers as it reads: about the largest
+/// response head accepted (hyper refuses a head still incomplete past it),
+/// and the largest body chunk handed to the client side. hyper's default (~400 KiB) let every slow-reading client hold
+/// close to 1 MiB of berth's memory (this chunk queued for the client, the
+/// next one read); HAProxy and nginx use 16 KiB and less.
+const READ_BUFFER_MAX: usize = 64 * 1024;
+
 /// Opens a new connection to `addr` within `timeout` (name resolution
 /// included) and performs the HTTP/1.1 handshake.
 pub async fn connect(addr: &ServerAddr, timeout: Duration) -> Result<Conn, ConnectError> {
@@ -128,6 +135,7 @@ pub async fn connect(addr: &ServerAddr, timeout: Duration) -> Result<Conn, Conne
     // Small requests and responses: don't let Nagle hold them back.
     let _ = stream.set_nodelay(true);
     let (sender, connection) = http1::Builder::new()
+        .max_buf_size(READ_BUFFER_MAX)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|source| ConnectError::Handshake { addr: name, source })?;

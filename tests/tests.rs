@@ -11,3 +11,4 @@ mod limits;
 mod proxy_protocol;
 mod streaming;
 mod tls_sni;
+mod upstream_head;
