@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of berth, in one command:
 #   1. installs the outside tools that are missing (curl, openssl, goaccess,
-#      python3, haproxy) with apt-get;
+#      python3, haproxy, slowhttptest, testssl.sh, iproute2) with apt-get;
 #   2. cargo fmt --check, cargo clippy -D warnings, cargo test (unit and
 #      tests/), cargo build --release;
 #   3. integration/run-all.sh against the release binary.
@@ -15,10 +15,17 @@ step() { echo; echo "━━━ $*"; }
 
 # ── 1. outside tools ─────────────────────────────────────────────────────
 missing=()
-for tool in curl openssl goaccess python3 haproxy; do
+# command package: the package differs from the command for testssl.
+for pair in curl:curl openssl:openssl goaccess:goaccess python3:python3 haproxy:haproxy \
+    slowhttptest:slowhttptest testssl:testssl.sh ss:iproute2; do
+    tool=${pair%%:*}
     # haproxy is in /usr/sbin, not always on a user's PATH
-    command -v "$tool" >/dev/null || [[ -x "/usr/sbin/$tool" ]] || missing+=("$tool")
+    command -v "$tool" >/dev/null || [[ -x "/usr/sbin/$tool" ]] || missing+=("${pair#*:}")
 done
+# tls-audit.sh puts sslyze (PyPI) in a venv: python3 needs venv and pip.
+if command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    missing+=(python3-venv)
+fi
 if ((${#missing[@]} > 0)); then
     step "installing ${missing[*]} with apt-get"
     sudo=()
