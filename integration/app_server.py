@@ -157,6 +157,9 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops connects under load (the
+    # soak's slow-read bursts), which berth then rightly retries elsewhere.
+    request_queue_size = 128
 
 
 def main(argv):
