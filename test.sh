@@ -2,7 +2,7 @@
 # Every test of berth, in one command:
 #   1. installs the outside tools that are missing (curl, openssl, goaccess,
 #      python3 and its venv module, haproxy, h2load, logrotate,
-#      systemd-analyze, ss, strace) with apt-get;
+#      systemd-analyze, ss, strace, slowhttptest, testssl.sh) with apt-get;
 #   2. cargo fmt --check, cargo clippy -D warnings, cargo test (unit and
 #      tests/), cargo build --release;
 #   3. integration/run-all.sh against the release binary.
@@ -18,11 +18,11 @@ step() { echo; echo "━━━ $*"; }
 missing=()
 # tool:package, for the tools whose package has another name
 for tool in curl openssl goaccess python3 haproxy h2load:nghttp2-client logrotate \
-    systemd-analyze:systemd ss:iproute2 strace; do
+    systemd-analyze:systemd ss:iproute2 strace slowhttptest testssl:testssl.sh; do
     # haproxy and logrotate are in /usr/sbin, not always on a user's PATH
     command -v "${tool%%:*}" >/dev/null || [[ -x "/usr/sbin/${tool%%:*}" ]] || missing+=("${tool#*:}")
 done
-# integration/operate.sh makes a venv for the prometheus-client parser
+# operate.sh and tls-audit.sh make venvs (prometheus-client, sslyze)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]} > 0)); then
     step "installing ${missing[*]} with apt-get"

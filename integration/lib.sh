@@ -167,22 +167,28 @@ start_berth() {
 
 # make_leaf DIR NAME ec|rsa: a key and a certificate for NAME signed by the
 # test CA (made on first use: DIR/ca.crt, key in DIR/pki/), in DIR/pki/.
+# Both carry the extensions strict verifiers demand (key usage, key ids).
+# CERT_DAYS (default 30) sets the leaf's lifetime; CERT_EXT adds extfile
+# lines to it (tls-audit.sh: a CRL distribution point).
 make_leaf() {
-    local dir=$1 name=$2 pki=$1/pki key
+    local dir=$1 name=$2 pki=$1/pki key usage
     mkdir -p "$pki"
     if [[ ! -f "$dir/ca.crt" ]]; then
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-            -subj "/CN=berth integration CA" -keyout "$pki/ca.key" -out "$dir/ca.crt" 2>/dev/null
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 400 \
+            -subj "/CN=berth integration CA" -keyout "$pki/ca.key" -out "$dir/ca.crt" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
     fi
     case $3 in
-        ec) key=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
-        rsa) key=(-newkey rsa:2048) ;;
+        ec) key=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) usage= ;;
+        rsa) key=(-newkey rsa:2048) usage=,keyEncipherment ;;
     esac
     openssl req "${key[@]}" -nodes -subj "/CN=$name" -keyout "$pki/$name.key" \
         -out "$pki/$name.csr" 2>/dev/null
     openssl x509 -req -in "$pki/$name.csr" -CA "$dir/ca.crt" -CAkey "$pki/ca.key" \
-        -CAcreateserial -days 30 -out "$pki/$name.crt" 2>/dev/null \
-        -extfile <(printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n' "$name")
+        -CAcreateserial -days "${CERT_DAYS:-30}" -out "$pki/$name.crt" 2>/dev/null \
+        -extfile <(printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n' "$name"
+            printf '%s\n' "keyUsage=critical,digitalSignature$usage" \
+                subjectKeyIdentifier=hash authorityKeyIdentifier=keyid "${CERT_EXT:-}")
 }
 
 # make_certs DIR: the test CA in DIR/ca.crt (not in certs/), and in DIR/certs/
@@ -208,4 +214,20 @@ https_curl() {
 # json_get FIELD: reads JSON on stdin, prints FIELD ("" if absent or null).
 json_get() {
     python3 -c 'import json,sys; v=json.load(sys.stdin).get(sys.argv[1]); print("" if v is None else v)' "$1"
+}
+
+# ── a process's resources ────────────────────────────────────────────────
+
+# proc_fds PID: how many file descriptors PID has open.
+proc_fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+
+# proc_rss PID: PID's resident memory in KiB.
+proc_rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# client_conns PID PORT...: the TCP connections PID holds on those local
+# ports (its listeners), in any state; the listening sockets are not counted.
+client_conns() {
+    local filter="" port
+    for port in "${@:2}"; do filter+="${filter:+ or }sport = :$port"; done
+    ss -Htnp "( $filter )" | grep -c "pid=$1," || :
 }

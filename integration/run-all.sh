@@ -4,7 +4,7 @@
 # A script that dies before its own closing line counts one more failure.
 set -euo pipefail
 INTEG=$(cd "$(dirname "$0")" && pwd)
-SCRIPTS=(check.sh openssl.sh curl.sh goaccess.sh haproxy.sh service.sh operate.sh)
+SCRIPTS=(check.sh openssl.sh curl.sh goaccess.sh haproxy.sh service.sh operate.sh slowloris.sh tls-audit.sh)
 passed=0
 failed=0
 summary=()

@@ -109,6 +109,14 @@ impl ConnPool {
     }
 }
 
+/// The most an upstream connection buffers as it reads: about the largest
+/// response head accepted (hyper refuses a head still incomplete past it),
+/// and the largest body chunk handed to the client side. hyper's default
+/// (~400 KiB) let every slow-reading client hold
+/// close to 1 MiB of berth's memory (this chunk queued for the client, the
+/// next one read); HAProxy and nginx use 16 KiB and less.
+const READ_BUFFER_MAX: usize = 64 * 1024;
+
 /// Opens a new connection to the first of `addrs` that answers, all within
 /// `timeout`, and performs the HTTP/1.1 handshake. `name` is the address as
 /// configured, for errors.
@@ -142,6 +150,7 @@ pub async fn connect(
     // Small requests and responses: don't let Nagle hold them back.
     let _ = stream.set_nodelay(true);
     let (sender, connection) = http1::Builder::new()
+        .max_buf_size(READ_BUFFER_MAX)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|source| ConnectError::Handshake { addr: name, source })?;

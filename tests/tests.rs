@@ -12,3 +12,4 @@ mod operate;
 mod proxy_protocol;
 mod streaming;
 mod tls_sni;
+mod upstream_head;
