@@ -30,6 +30,8 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod listen;
 pub mod proxy;

@@ -152,7 +152,7 @@ impl Activity {
         }
     }
 
-    fn saw_read(&self, bytes: &[u8]) {
+    pub(crate) fn saw_read(&self, bytes: &[u8]) {
         let now = self.now_ms();
         self.last_ms.store(now, Ordering::Relaxed);
         if !self.watch_heads || bytes.is_empty() || self.in_flight.load(Ordering::Relaxed) > 0 {
@@ -212,7 +212,7 @@ pub struct Framing {
 }
 
 impl Framing {
-    fn count(head: &[u8]) -> Option<Framing> {
+    pub(crate) fn count(head: &[u8]) -> Option<Framing> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         request.parse(head).ok()?;
