@@ -43,7 +43,11 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Every value found is a slice of some Cookie header.
-    let values: Vec<&[u8]> = request.get_all(COOKIE).iter().map(|v| v.as_bytes()).collect();
+    let values: Vec<&[u8]> = request
+        .get_all(COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
     for found in cookies(&request, name) {
         assert!(values.iter().any(|v| contains(v, found)));
         assert!(!found.contains(&b';'));
@@ -62,7 +66,11 @@ fuzz_target!(|data: &[u8]| {
     assert!(ids.len() <= MAX_SESSION_IDS);
     for id in &ids {
         assert!(!id.route.is_empty());
-        let dot = id.id.iter().position(|b| *b == b'.').expect("a route follows a dot");
+        let dot = id
+            .id
+            .iter()
+            .position(|b| *b == b'.')
+            .expect("a route follows a dot");
         assert_eq!(&id.id[dot + 1..], id.route);
         assert_eq!(route(id.id).as_ref(), Some(id));
     }

@@ -48,7 +48,11 @@ fuzz_target!(|data: &[u8]| {
         // One line, printable ASCII only.
         assert_eq!(line.last(), Some(&b'\n'));
         let body = &line[..line.len() - 1];
-        assert!(body.iter().all(|b| (0x20..0x7f).contains(b)), "{:?}", String::from_utf8_lossy(&line));
+        assert!(
+            body.iter().all(|b| (0x20..0x7f).contains(b)),
+            "{:?}",
+            String::from_utf8_lossy(&line)
+        );
         // Quotes not preceded by an escaping backslash delimit exactly the quoted fields.
         let mut bare = 0;
         let mut escaped = false;

@@ -33,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
     let framing = count_framing(head);
     let refused = check_framing(framing).is_err();
     if let Some(f) = framing {
-        assert_eq!(refused, f.content_lengths > 1 || (f.content_lengths > 0 && f.transfer_encodings > 0));
+        assert_eq!(
+            refused,
+            f.content_lengths > 1 || (f.content_lengths > 0 && f.transfer_encodings > 0)
+        );
     } else {
         assert!(!refused);
     }
@@ -54,9 +57,17 @@ fuzz_target!(|data: &[u8]| {
         };
         map.append(name, value);
     }
-    let version = if request.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    let version = if request.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
     let result = check_request(version, &map, 65536);
-    let te: Vec<&[u8]> = map.get_all("transfer-encoding").iter().map(|v| v.as_bytes()).collect();
+    let te: Vec<&[u8]> = map
+        .get_all("transfer-encoding")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
     let single_chunked = te.len() == 1 && te[0].eq_ignore_ascii_case(b"chunked");
     if !te.is_empty() && (!single_chunked || map.contains_key("content-length")) {
         assert!(matches!(result, Err(ProxyError::BadRequest(_))), "{map:?}");
