@@ -129,6 +129,15 @@ async fn forward(
         .filter(|pq| pq.starts_with('/'))
         .ok_or(ProxyError::BadRequest("request target is not a path"))?
         .to_owned();
+    // An absolute-form target (or HTTP/2 :scheme) names http or https, or
+    // nothing: berth is not a forward proxy for other schemes.
+    if let Some(scheme) = req.uri().scheme_str() {
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Err(ProxyError::BadRequest(
+                "request target scheme is not http(s)",
+            ));
+        }
+    }
     // HTTP/2's :authority, or an HTTP/1.1 absolute-form target, overrides Host.
     let authority = req.uri().authority().map(|a| a.as_str().to_owned());
     let host = authority
