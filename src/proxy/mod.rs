@@ -39,7 +39,7 @@ use crate::config;
 use crate::route;
 use crate::runtime::{Pool, Server, Snapshot};
 use crate::upstream::{self, Conn, Sender};
-use body::{InFlight, PendingLog, RequestBody, ResponseBody};
+use body::{BodyFaults, InFlight, PendingLog, RequestBody, ResponseBody};
 pub use error::ProxyError;
 
 /// What every request on one listener shares.
@@ -203,11 +203,11 @@ async fn forward(
     };
     headers::upstream_request(&mut parts.headers, upgrading, &forwarded);
     pool.affinity.strip_request(&mut parts.headers);
-    let exceeded = Arc::new(AtomicBool::new(false));
+    let faults = Arc::new(BodyFaults::default());
     let body = if http_body::Body::is_end_stream(&incoming) {
         RequestBody::empty()
     } else {
-        RequestBody::new(incoming, limits.max_body_bytes, exceeded.clone())
+        RequestBody::new(incoming, limits.max_body_bytes, faults.clone())
     };
     let request = Request::from_parts(parts, body);
 
@@ -233,7 +233,14 @@ async fn forward(
     .await;
     let (mut response, sender) = match sent {
         Ok(Ok(sent)) => sent,
-        Ok(Err(_)) if exceeded.load(Ordering::Relaxed) => return Err(ProxyError::BodyTooLarge),
+        Ok(Err(_)) if faults.too_large.load(Ordering::Relaxed) => {
+            return Err(ProxyError::BodyTooLarge);
+        }
+        Ok(Err(_)) if faults.broken.load(Ordering::Relaxed) => {
+            return Err(ProxyError::BadRequest(
+                "the request body broke off or was malformed",
+            ));
+        }
         Ok(Err(err)) => return Err(err),
         Err(_) => return Err(ProxyError::UpstreamTimeout),
     };
