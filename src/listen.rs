@@ -339,7 +339,7 @@ async fn serve<IO>(
         body_bytes: if timed_out {
             crate::watch::TIMEOUT_BODY_LEN
         } else {
-            0
+            activity.refusal_body_len()
         },
         referer: None,
         user_agent: None,

@@ -40,7 +40,7 @@ use crate::route;
 use crate::runtime::{Pool, Server, Snapshot};
 use crate::upstream::{self, Conn, Sender};
 use body::{BodyFaults, InFlight, PendingLog, RequestBody, ResponseBody};
-pub use error::ProxyError;
+pub use error::{ProxyError, body_for as error_body};
 
 /// What every request on one listener shares.
 pub struct ListenerInfo {
