@@ -6,8 +6,10 @@
 mod support;
 
 mod affinity;
+mod broken_app;
 mod forwarding;
 mod limits;
 mod proxy_protocol;
+mod smuggling;
 mod streaming;
 mod tls_sni;

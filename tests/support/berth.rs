@@ -34,6 +34,11 @@ impl Berth {
         &self.running.as_ref().unwrap().shared
     }
 
+    /// Open client connections, across listeners.
+    pub fn open_connections(&self) -> usize {
+        self.running.as_ref().unwrap().open_connections()
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("logs/access.log")
     }
