@@ -264,15 +264,17 @@ fn refusal(data: &[u8]) -> Option<Vec<u8>> {
     if !(head.starts_with(b"HTTP/1.1 4") || head.starts_with(b"HTTP/1.1 505 ")) {
         return None;
     }
-    let mut lines = head.split(|b| *b == b'\n');
+    let mut lines = head
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let status_line = lines.next()?;
     let fields: Vec<&[u8]> = lines.collect();
     let named = |line: &[u8], name: &[u8]| {
         line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name)
     };
     let only_hypers = fields.iter().all(|l| {
-        l.eq_ignore_ascii_case(b"connection: close\r")
-            || l.eq_ignore_ascii_case(b"content-length: 0\r")
+        l.eq_ignore_ascii_case(b"connection: close")
+            || l.eq_ignore_ascii_case(b"content-length: 0")
             || named(l, b"date: ")
     });
     if !only_hypers || !fields.iter().any(|l| named(l, b"content-length: ")) {
@@ -282,10 +284,10 @@ fn refusal(data: &[u8]) -> Option<Vec<u8>> {
     let body = crate::proxy::error_body(http::StatusCode::from_u16(status).ok()?);
     let mut out = Vec::with_capacity(data.len() + body.len() + 64);
     out.extend_from_slice(status_line);
-    out.push(b'\n');
+    out.extend_from_slice(b"\r\n");
     for line in fields.iter().filter(|l| !named(l, b"content-length: ")) {
         out.extend_from_slice(line);
-        out.push(b'\n');
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\ncontent-length: ");
     out.extend_from_slice(body.len().to_string().as_bytes());
