@@ -371,10 +371,28 @@ fn check(vector: &Vector, response: &str, over: &str) -> Option<String> {
         "no connection: close"
     } else if !body.starts_with(&vector.status.to_string()) {
         "no text body"
+    } else if !well_formed(response) {
+        "a head that does not parse, or a body not as long as declared"
     } else {
         return None;
     };
     Some(format!("{name} over {over}: {problem}: {response:?}"))
+}
+
+/// Whether `response` is one HTTP/1.1 response whose body is exactly as
+/// long as its Content-Length says.
+fn well_formed(response: &str) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 16];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let Ok(httparse::Status::Complete(end)) = parsed.parse(response.as_bytes()) else {
+        return false;
+    };
+    let length = parsed
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok());
+    length == Some(response.len() - end)
 }
 
 async fn start(app: &AppServer, pki: &TestPki) -> Berth {
