@@ -252,7 +252,7 @@ fn vectors() -> Vec<Vector> {
             400,
         ),
         v(
-            "lower-case method?",
+            "control byte in method",
             "G\x01T /target HTTP/1.1\r\nHost: a\r\n\r\n",
             400,
         ),
