@@ -37,6 +37,8 @@ fuzz_target!(|data: &[u8]| {
         outcome: None,
         duration: Duration::from_micros(1),
     };
+    // Apache writes an empty %u as `""`: one more pair of quotes.
+    let empty_user = usize::from(entry.user.as_deref() == Some(&[][..]));
     let mut utc = TimeCache::fixed(chrono::FixedOffset::east_opt(0).expect("UTC"));
     for (format, quoted) in [
         (LogFormat::Combined, 3),
@@ -65,7 +67,12 @@ fuzz_target!(|data: &[u8]| {
                 bare += 1;
             }
         }
-        assert_eq!(bare, quoted * 2, "{:?}", String::from_utf8_lossy(&line));
+        assert_eq!(
+            bare,
+            (quoted + empty_user) * 2,
+            "{:?}",
+            String::from_utf8_lossy(&line)
+        );
     }
 });
 
