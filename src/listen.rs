@@ -3,14 +3,17 @@
 //! goes idle, or shutdown closes it.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use hyper::service::service_fn;
+use hyper::body::{Body, Incoming};
+use hyper::rt::{Read, Write, bounds::Http2ServerConnExec};
+use hyper::server::conn::{http1, http2};
+use hyper::service::{HttpService, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
@@ -112,8 +115,8 @@ pub struct Listener {
     pub info: Arc<ListenerInfo>,
     pub tls: Option<TlsAcceptor>,
     pub limits: Limits,
-    http1: auto::Builder<TokioExecutor>,
-    http2: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
     pub connections: Arc<Connections>,
     /// PROXY headers refused, by reason.
     pub rejections: Rejections,
@@ -131,14 +134,15 @@ impl Listener {
             .hsts
             .as_deref()
             .and_then(|v| http::HeaderValue::from_str(v).ok());
-        let mut http1 = auto::Builder::new(TokioExecutor::new()).http1_only();
+        // hyper's own builder for each protocol: hyper-util's `auto` one
+        // ignores `http1_only` when serving with upgrades, and would speak
+        // HTTP/2 to an HTTP/1.1 connection that opens with its preface.
+        let mut http1 = http1::Builder::new();
         http1
-            .http1()
             .max_buf_size(limits.max_header_bytes.max(8192))
             .timer(TokioTimer::new());
-        let mut http2 = auto::Builder::new(TokioExecutor::new()).http2_only();
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
-            .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
         Listener {
@@ -259,6 +263,40 @@ async fn connection(
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A client connection hyper serves, HTTP/1.1 or HTTP/2.
+trait Serving: Future<Output = hyper::Result<()>> {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> Serving for http1::UpgradeableConnection<I, S>
+where
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: Read + Write + Unpin + Send + 'static,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, B> Serving for http2::Connection<I, S, TokioExecutor>
+where
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: Read + Write + Unpin,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+    TokioExecutor: Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self);
+    }
+}
+
 /// Serves one client connection with hyper, watching it for idleness and
 /// slow heads, and closing it gracefully when shutdown asks.
 async fn serve<IO>(
@@ -287,10 +325,13 @@ async fn serve<IO>(
     });
     let log_shared = shared.clone();
     let service = service_fn(move |req| proxy::handle(shared.clone(), conn.clone(), req));
-    let builder = if h2 { &listener.http2 } else { &listener.http1 };
     let io = TokioIo::new(Watched::new(io, activity.clone()));
-    let connection = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(connection);
+    // HTTP/2 only when ALPN chose it (SPEC §4), HTTP/1.1 otherwise.
+    let mut connection: Pin<Box<dyn Serving + Send>> = if h2 {
+        Box::pin(listener.http2.serve_connection(io, service))
+    } else {
+        Box::pin(listener.http1.serve_connection(io, service).with_upgrades())
+    };
     let limits = &listener.limits;
     let mut closing = *close.borrow();
     if closing {
@@ -318,7 +359,7 @@ async fn serve<IO>(
     };
     let Err(err) = result else { return };
     // A head that never became a request still gets its access log line.
-    let hyper_err = err.downcast_ref::<hyper::Error>();
+    let hyper_err = Some(&err);
     let status = if timed_out {
         408
     } else if hyper_err.is_some_and(hyper::Error::is_parse_too_large) {
