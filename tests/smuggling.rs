@@ -955,3 +955,32 @@ async fn http2_bodies_that_break_their_content_length_never_reach_the_app_whole(
     }
     berth.stop().await;
 }
+
+#[tokio::test]
+async fn http2_is_spoken_only_when_alpn_chose_it() {
+    let pki = TestPki::new();
+    let app = AppServer::start("app").await;
+    let berth = start(&app, &pki).await;
+    // A whole HTTP/2 request with prior knowledge: preface, SETTINGS, HEADERS.
+    let mut request = h2_raw::PREFACE.to_vec();
+    request.extend(h2_raw::frame(h2_raw::SETTINGS, 0, 0, &[]));
+    request.extend(h2_request(GET, &[], true));
+    let plain = exchange(
+        &mut TcpStream::connect(berth.addrs[0]).await.unwrap(),
+        &request,
+    )
+    .await;
+    let client = Client::new(&pki.ca_pem, berth.addrs[1], "www.a.test", Proto::H1);
+    let tls = exchange(&mut client.tls().await, &request).await;
+    for (over, response) in [("TCP", plain), ("TLS with ALPN http/1.1", tls)] {
+        // Closed without a byte of HTTP/2 (a SETTINGS frame would start
+        // with its 3-byte length, then type 4).
+        assert!(
+            response.is_empty() || response.starts_with("HTTP/1.1 "),
+            "over {over}: {response:?}"
+        );
+        assert!(!response.ends_with("[connection left open]"), "over {over}");
+    }
+    assert_eq!(app.hits(), 0);
+    berth.stop().await;
+}
