@@ -31,6 +31,8 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod listen;
 pub mod metrics;

@@ -133,6 +133,9 @@ impl Serving {
             .hsts
             .as_deref()
             .and_then(|v| http::HeaderValue::from_str(v).ok());
+        // hyper's own builder for each protocol: hyper-util's `auto` one
+        // ignores `http1_only` when serving with upgrades, and would speak
+        // HTTP/2 to an HTTP/1.1 connection that opens with its preface.
         let mut http1 = http1::Builder::new();
         http1
             .max_buf_size(limits.max_header_bytes.max(8192))
@@ -464,7 +467,7 @@ async fn serve<IO>(
         body_bytes: if timed_out {
             crate::watch::TIMEOUT_BODY_LEN
         } else {
-            0
+            activity.refusal_body_len()
         },
         referer: None,
         user_agent: None,

@@ -13,7 +13,10 @@
 //! next deadline: `header_read_timeout` after the first byte of a head,
 //! else `idle_timeout` after the last byte while no request is in flight.
 //! On a head timeout it asks the stream to answer 408 itself, since hyper
-//! is only waiting to read.
+//! is only waiting to read. When hyper itself refuses a head it cannot
+//! parse (400, 431), its response has an empty body; [`Watched`] writes
+//! it with berth's short text body instead, as SPEC §4 asks of every
+//! error berth generates.
 
 use std::io;
 use std::pin::Pin;
@@ -62,6 +65,8 @@ pub struct Activity {
     reader: Mutex<Option<Waker>>,
     /// Requests whose head arrived.
     requests: AtomicU64,
+    /// Body bytes of a hyper refusal rewritten with a text body, for `%b`.
+    refusal_body: AtomicU64,
 }
 
 impl Activity {
@@ -83,6 +88,7 @@ impl Activity {
             timed_out: AtomicBool::new(false),
             reader: Mutex::new(None),
             requests: AtomicU64::new(0),
+            refusal_body: AtomicU64::new(0),
         }
     }
 
@@ -136,6 +142,12 @@ impl Activity {
         first_line(&lock(&self.head)).map(<[u8]>::to_vec)
     }
 
+    /// The body bytes sent with hyper's refusal of an unparsable head
+    /// (0 if there was none).
+    pub fn refusal_body_len(&self) -> u64 {
+        self.refusal_body.load(Ordering::Relaxed)
+    }
+
     /// Resolves when the connection has been idle too long or its head is
     /// overdue.
     pub async fn expired(&self, header_read_timeout: Duration, idle_timeout: Duration) -> Expiry {
@@ -171,7 +183,7 @@ impl Activity {
         }
     }
 
-    fn saw_read(&self, bytes: &[u8]) {
+    pub(crate) fn saw_read(&self, bytes: &[u8]) {
         let now = self.now_ms();
         self.last_ms.store(now, Ordering::Relaxed);
         if !self.watch_heads || bytes.is_empty() || self.in_flight.load(Ordering::Relaxed) > 0 {
@@ -231,7 +243,7 @@ pub struct Framing {
 }
 
 impl Framing {
-    fn count(head: &[u8]) -> Option<Framing> {
+    pub(crate) fn count(head: &[u8]) -> Option<Framing> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         request.parse(head).ok()?;
@@ -261,12 +273,56 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// hyper's response to a head it could not parse, rewritten with berth's
+/// text body for its status; `None` for any other write. hyper's refusals
+/// are 4xx or 505 with exactly `connection: close`, `content-length: 0`
+/// and `date`, where berth's own responses have a `content-type` and an
+/// app server's pass through with its headers.
+fn refusal(data: &[u8]) -> Option<Vec<u8>> {
+    let head = data.strip_suffix(b"\r\n\r\n")?;
+    if !(head.starts_with(b"HTTP/1.1 4") || head.starts_with(b"HTTP/1.1 505 ")) {
+        return None;
+    }
+    let mut lines = head
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let status_line = lines.next()?;
+    let fields: Vec<&[u8]> = lines.collect();
+    let named = |line: &[u8], name: &[u8]| {
+        line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name)
+    };
+    let only_hypers = fields.iter().all(|l| {
+        l.eq_ignore_ascii_case(b"connection: close")
+            || l.eq_ignore_ascii_case(b"content-length: 0")
+            || named(l, b"date: ")
+    });
+    if !only_hypers || !fields.iter().any(|l| named(l, b"content-length: ")) {
+        return None;
+    }
+    let status = std::str::from_utf8(data.get(9..12)?).ok()?.parse().ok()?;
+    let body = crate::proxy::error_body(http::StatusCode::from_u16(status).ok()?);
+    let mut out = Vec::with_capacity(data.len() + body.len() + 64);
+    out.extend_from_slice(status_line);
+    out.extend_from_slice(b"\r\n");
+    for line in fields.iter().filter(|l| !named(l, b"content-length: ")) {
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\ncontent-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
 /// A client stream whose activity is watched.
 pub struct Watched<IO> {
     inner: IO,
     activity: std::sync::Arc<Activity>,
     /// How much of the 408 response has been written.
     timeout_written: usize,
+    /// A refusal of hyper's being written in its place, and how much of it.
+    refusal: Option<(Vec<u8>, usize)>,
 }
 
 impl<IO> Watched<IO> {
@@ -275,6 +331,7 @@ impl<IO> Watched<IO> {
             inner,
             activity,
             timeout_written: 0,
+            refusal: None,
         }
     }
 }
@@ -293,6 +350,44 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Watched<IO> {
         }
         let _ = std::task::ready!(Pin::new(&mut self.inner).poll_flush(cx));
         Poll::Ready(Ok(()))
+    }
+
+    /// Writes `data`, or berth's version of it if it is hyper's refusal of
+    /// an unparsable head; reports `data` written once all of it is out.
+    fn poll_write_watched(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        // Between requests, with the bytes of a head that never became one.
+        if self.refusal.is_none()
+            && self.activity.watch_heads
+            && self.activity.in_flight.load(Ordering::Relaxed) == 0
+            && !lock(&self.activity.head).is_empty()
+        {
+            self.refusal = refusal(data).map(|text| (text, 0));
+        }
+        let result = match &mut self.refusal {
+            None => Pin::new(&mut self.inner).poll_write(cx, data),
+            Some((text, written)) => {
+                while *written < text.len() {
+                    match std::task::ready!(
+                        Pin::new(&mut self.inner).poll_write(cx, &text[*written..])
+                    ) {
+                        Ok(0) => return Poll::Ready(Ok(0)),
+                        Ok(n) => *written += n,
+                        Err(err) => return Poll::Ready(Err(err)),
+                    }
+                }
+                let body = text.len() - head_end(text).unwrap_or(text.len());
+                self.activity
+                    .refusal_body
+                    .store(body as u64, Ordering::Relaxed);
+                self.refusal = None;
+                Poll::Ready(Ok(data.len()))
+            }
+        };
+        if let Poll::Ready(Ok(_)) = result {
+            let now = self.activity.now_ms();
+            self.activity.last_ms.store(now, Ordering::Relaxed);
+        }
+        result
     }
 }
 
@@ -336,12 +431,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(_)) = result {
-            let now = self.activity.now_ms();
-            self.activity.last_ms.store(now, Ordering::Relaxed);
-        }
-        result
+        self.poll_write_watched(cx, data)
     }
 
     fn poll_write_vectored(
@@ -349,6 +439,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        // A refusal comes as one buffer; let it be recognised.
+        if let [only] = bufs {
+            return self.poll_write_watched(cx, only);
+        }
+        if self.refusal.is_some() {
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return self.poll_write_watched(cx, first);
+        }
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(_)) = result {
             let now = self.activity.now_ms();
@@ -381,6 +482,33 @@ mod tests {
         let (_, body) = text.split_once("\r\n\r\n").unwrap();
         assert_eq!(body.len() as u64, TIMEOUT_BODY_LEN);
         assert!(text.contains(&format!("content-length: {TIMEOUT_BODY_LEN}\r\n")));
+    }
+
+    #[test]
+    fn hypers_refusals_get_a_text_body() {
+        let hyper = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Sun, 22 Nov 2026 07:48:10 GMT\r\n\r\n";
+        let text = String::from_utf8(refusal(hyper).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 400 Bad Request\r\nconnection: close\r\ndate: Sun, 22 Nov 2026 07:48:10 GMT\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 43\r\n\r\n400 Bad Request: the request was malformed\n"
+        );
+        let large = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        assert!(
+            refusal(large)
+                .unwrap()
+                .ends_with(b"\r\n\r\n431 Request Header Fields Too Large\n")
+        );
+        // Anything else passes as it is: berth's own, an app server's, a body.
+        for other in [
+            &b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 404 Not Found\r\nx-app: 1\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\nbody\r\n\r\n",
+            b"HTTP/1.1 400",
+        ] {
+            assert_eq!(refusal(other), None, "{:?}", String::from_utf8_lossy(other));
+        }
     }
 
     #[test]

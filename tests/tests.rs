@@ -6,10 +6,12 @@
 mod support;
 
 mod affinity;
+mod broken_app;
 mod forwarding;
 mod limits;
 mod operate;
 mod proxy_protocol;
+mod smuggling;
 mod streaming;
 mod tls_sni;
 mod upstream_head;

@@ -29,22 +29,32 @@ pub enum BodyError {
     Hyper(#[from] hyper::Error),
 }
 
+/// What went wrong with a request body on the client's side, so the
+/// caller answers for it (413, 400) rather than blame the app server.
+#[derive(Debug, Default)]
+pub struct BodyFaults {
+    /// The body passed `max_body_bytes`.
+    pub too_large: AtomicBool,
+    /// The client's body broke off or was malformed (a bad chunk size, a
+    /// DATA frame past `content-length`).
+    pub broken: AtomicBool,
+}
+
 /// The client's request body on its way upstream.
 pub struct RequestBody {
     inner: Option<Incoming>,
     limit: Option<u64>,
     seen: u64,
-    /// Set when the limit was passed, so the caller can answer 413.
-    exceeded: Arc<AtomicBool>,
+    faults: Arc<BodyFaults>,
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: Option<u64>, exceeded: Arc<AtomicBool>) -> RequestBody {
+    pub fn new(inner: Incoming, limit: Option<u64>, faults: Arc<BodyFaults>) -> RequestBody {
         RequestBody {
             inner: Some(inner),
             limit,
             seen: 0,
-            exceeded,
+            faults,
         }
     }
 
@@ -53,7 +63,7 @@ impl RequestBody {
             inner: None,
             limit: None,
             seen: 0,
-            exceeded: Arc::default(),
+            faults: Arc::default(),
         }
     }
 }
@@ -74,10 +84,13 @@ impl Body for RequestBody {
         if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
             this.seen += data.map_or(0, |d| d.len() as u64);
             if this.limit.is_some_and(|limit| this.seen > limit) {
-                this.exceeded.store(true, Ordering::Relaxed);
+                this.faults.too_large.store(true, Ordering::Relaxed);
                 this.inner = None;
                 return Poll::Ready(Some(Err(BodyError::TooLarge)));
             }
+        }
+        if let Some(Err(_)) = &frame {
+            this.faults.broken.store(true, Ordering::Relaxed);
         }
         Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
     }

@@ -39,8 +39,8 @@ use crate::config;
 use crate::route;
 use crate::runtime::{Pool, Server, Snapshot};
 use crate::upstream::{Conn, Sender};
-use body::{InFlight, PendingLog, RequestBody, ResponseBody};
-pub use error::ProxyError;
+use body::{BodyFaults, InFlight, PendingLog, RequestBody, ResponseBody};
+pub use error::{ProxyError, body_for as error_body};
 
 /// What every request on one listener shares.
 pub struct ListenerInfo {
@@ -190,6 +190,15 @@ async fn forward(
         .filter(|pq| pq.starts_with('/'))
         .ok_or(ProxyError::BadRequest("request target is not a path"))?
         .to_owned();
+    // An absolute-form target (or HTTP/2 :scheme) names http or https, or
+    // nothing: berth is not a forward proxy for other schemes.
+    if let Some(scheme) = req.uri().scheme_str() {
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Err(ProxyError::BadRequest(
+                "request target scheme is not http(s)",
+            ));
+        }
+    }
     // HTTP/2's :authority, or an HTTP/1.1 absolute-form target, overrides Host.
     let authority = req.uri().authority().map(|a| a.as_str().to_owned());
     let host = authority
@@ -255,11 +264,11 @@ async fn forward(
     };
     headers::upstream_request(&mut parts.headers, upgrading, &forwarded);
     pool.affinity.strip_request(&mut parts.headers);
-    let exceeded = Arc::new(AtomicBool::new(false));
+    let faults = Arc::new(BodyFaults::default());
     let body = if http_body::Body::is_end_stream(&incoming) {
         RequestBody::empty()
     } else {
-        RequestBody::new(incoming, limits.max_body_bytes, exceeded.clone())
+        RequestBody::new(incoming, limits.max_body_bytes, faults.clone())
     };
     let request = Request::from_parts(parts, body);
 
@@ -286,7 +295,14 @@ async fn forward(
     .await;
     let (mut response, sender) = match sent {
         Ok(Ok(sent)) => sent,
-        Ok(Err(_)) if exceeded.load(Ordering::Relaxed) => return Err(ProxyError::BodyTooLarge),
+        Ok(Err(_)) if faults.too_large.load(Ordering::Relaxed) => {
+            return Err(ProxyError::BodyTooLarge);
+        }
+        Ok(Err(_)) if faults.broken.load(Ordering::Relaxed) => {
+            return Err(ProxyError::BadRequest(
+                "the request body broke off or was malformed",
+            ));
+        }
         Ok(Err(err)) => return Err(err),
         Err(_) => return Err(ProxyError::UpstreamTimeout),
     };

@@ -54,6 +54,11 @@ impl Berth {
         self.dir.path().join("berth.toml")
     }
 
+    /// Open client connections, across listeners.
+    pub fn open_connections(&self) -> usize {
+        self.running.as_ref().unwrap().open_connections()
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("logs/access.log")
     }
