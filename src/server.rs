@@ -65,12 +65,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, StartErr
             Some(store) => Certs::fixed(store),
             None => {
                 let loaded = tls::load_dir(&global.certs, global.default_cert.as_deref());
-                for problem in &loaded.problems {
-                    match problem.severity {
-                        tls::Severity::Error => tracing::error!("{problem}"),
-                        tls::Severity::Warning => tracing::warn!("{problem}"),
-                    }
-                }
+                control::report(&loaded.problems);
                 Certs::from_dir(
                     loaded.store,
                     global.certs.clone(),

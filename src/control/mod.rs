@@ -81,7 +81,8 @@ impl Certs {
     }
 }
 
-fn report(problems: &[tls::CertProblem]) {
+/// Logs certificate problems: errors as errors, warnings as warnings.
+pub fn report(problems: &[tls::CertProblem]) {
     for problem in problems {
         match problem.severity {
             tls::Severity::Error => tracing::error!("{problem}"),
